@@ -1,0 +1,52 @@
+# Two commands matter: `make run` (the demo) and `make test` (the whole suite).
+# Every target that needs Python creates or updates .venv itself; the stamp makes
+# that a no-op when pyproject.toml has not changed.
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA ?= data
+DEMO_HOURS ?= 48
+DEMO_SCALE ?= 1.0
+DEMO_SEED ?= 7
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint typecheck unit integration bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@mkdir -p $(DATA)
+	@rm -rf $(DATA)/chdb
+	$(BIN)/koxpulse simulate --out $(DATA)/demo.jsonl.gz --hours $(DEMO_HOURS) --seed $(DEMO_SEED) --scale $(DEMO_SCALE) --incidents
+	$(BIN)/koxpulse run --input $(DATA)/demo.jsonl.gz --clickhouse chdb://$(DATA)/chdb \
+		--metrics-textfile $(DATA)/metrics.prom --summary
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+test: lint typecheck
+	$(BIN)/pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,36 @@
+"""The KPI dataflow: wiring only. Every step's logic lives in :mod:`koxpulse.stages`.
+
+    read → decode ─┬─ ok ─→ lateness (per partition) → aggregate (all partitions) ─┬→ kpi_minute
+                   └─ errors → dead_letters                                       └→ late_events
+"""
+
+from __future__ import annotations
+
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+
+from koxpulse.batches import RawBatch
+from koxpulse.stages import Stages
+from sinks.bytewax_sink import ClickHouseSink
+
+
+def build_flow(source: Source[RawBatch], stages: Stages, sink: ClickHouseSink) -> Dataflow:
+    flow = Dataflow("koxpulse_kpi")
+    raw = op.input("read", flow, source)
+    decoded = op.map("decode", raw, stages.decode)
+
+    dead_rows = op.filter_map("dead_letter_rows", decoded, stages.dead_letter_rows)
+
+    by_partition = op.key_on("key_by_partition", decoded, lambda b: b.partition)
+    tagged = op.stateful_map("lateness", by_partition, stages.lateness)
+    everything = op.key_on("key_all_partitions", op.key_rm("unkey", tagged), lambda _: "all")
+    kpis = op.stateful("aggregate", everything, stages.aggregate_logic)
+
+    kpi_rows = op.filter_map("kpi_rows", kpis, stages.kpi_rows)
+    late_rows = op.filter_map("late_rows", kpis, stages.late_rows)
+
+    tables = op.merge("tables", dead_rows, kpi_rows, late_rows)
+    keyed = op.key_on("key_sink", tables, lambda _: "clickhouse")
+    op.output("clickhouse", keyed, sink)
+    return flow

@@ -1,0 +1,221 @@
+"""The ``koxpulse`` command line.
+
+Misuse and bad configuration print one line and exit 2; any other failure
+prints one line and exits 1 (``--debug`` adds the traceback). Nothing else
+prints a traceback to a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from koxpulse import __version__
+from koxpulse.errors import ConfigError, KoxpulseError
+from koxpulse.settings import OPTIONS_BY_FIELD, Settings, load, markdown_table
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports misuse in one line instead of usage plus error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_options(p: argparse.ArgumentParser, *names: str) -> None:
+    """Add settings flags; their values stay None unless given, so env and defaults apply."""
+    for name in names:
+        opt = OPTIONS_BY_FIELD[name]
+        help_text = f"{opt.help} [env {opt.env}]"
+        if name == "input":
+            p.add_argument(opt.flag, dest=name, action="append", metavar="PATH", help=help_text)
+            continue
+        p.add_argument(opt.flag, dest=name, type=_typed(opt.parse, opt.flag), help=help_text)
+
+
+def _typed(parse: Any, flag: str) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{flag} {text!r}: {exc}") from exc
+
+    convert.__name__ = flag
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="koxpulse",
+        description="Streaming KPIs and alerts for one-code-per-item (一物一码) marketing.",
+    )
+    parser.add_argument("--version", action="version", version=f"koxpulse {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on failure")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="replay event files through the dataflow into ClickHouse",
+        description="Replay .jsonl/.jsonl.gz event files through the dataflow into ClickHouse; "
+        "every window is flushed at end of input and the command exits 0.",
+    )
+    _add_options(
+        run, "input", "clickhouse", "database", "clickhouse_ca", "allowed_lateness",
+        "dedup_horizon", "dedup_max_ids", "repeat_lookback_days", "batch_lines",
+        "sink_batch_rows", "sink_flush_interval", "progress", "metrics_textfile", "lang",
+        "log_level",
+    )
+    run.add_argument("--summary", action="store_true", help="print a summary for people at the end")
+
+    query = sub.add_parser(
+        "query",
+        help="run one read-only SQL query",
+        description="Run one read-only query (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) and print "
+        "the result. Exact answers need FINAL, e.g. "
+        '"SELECT count() FROM koxpulse.kpi_minute FINAL".',
+    )
+    query.add_argument("sql", help="the query")
+    query.add_argument("--format", choices=("csv", "json", "table"), default="table")
+    _add_options(query, "clickhouse", "database", "clickhouse_ca")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="write a realistic, labelled one-code event stream",
+        description="Write a realistic one-code event stream (and its ground truth, labels and "
+        "expectations beside it). Same seed, same bytes.",
+    )
+    sim.add_argument("--out", required=True, type=Path, help="output .jsonl or .jsonl.gz file")
+    sim.add_argument("--hours", type=_typed(_positive_float, "--hours"), default=48.0)
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--scale", type=_typed(_positive_float, "--scale"), default=1.0)
+    sim.add_argument("--incidents", action="store_true", help="inject labelled incidents")
+
+    summ = sub.add_parser("summary", help="print a summary of what is in ClickHouse")
+    _add_options(summ, "clickhouse", "database", "clickhouse_ca")
+
+    st = sub.add_parser("settings", help="print the effective settings, or the README table")
+    st.add_argument("--markdown", action="store_true", help="print the settings table")
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {k: v for k, v in vars(args).items() if k in OPTIONS_BY_FIELD}
+    if flags.get("input"):
+        flags["input"] = tuple(p for arg in flags["input"] for p in arg.split(",") if p)
+    return load(flags)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from koxpulse.runner import replay
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    result = replay(settings)
+    if args.summary:
+        from koxpulse.summary import print_summary
+
+        print_summary(settings, result)
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from koxpulse.query import check_read_only, format_rows, run_query
+    from koxpulse.runner import clickhouse_target
+    from sinks.clickhouse import connect
+
+    check_read_only(args.sql)  # refuse before opening anything
+    settings = _settings(args)
+    client = connect(clickhouse_target(settings))
+    try:
+        columns, rows = run_query(client, args.sql)
+    finally:
+        client.close()
+    sys.stdout.write(format_rows(columns, rows, args.format))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from koxpulse.simulator import companion_paths, simulate
+
+    name = args.out.name
+    if not (name.endswith(".jsonl") or name.endswith(".jsonl.gz")):
+        raise ConfigError(f"--out {args.out}: the file name must end in .jsonl or .jsonl.gz")
+    if not args.out.parent.exists():
+        raise ConfigError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    summary = simulate(
+        args.out, hours=args.hours, seed=args.seed, scale=args.scale, incidents=args.incidents
+    )
+    paths = companion_paths(args.out)
+    print(f"wrote {args.out}: {summary}")
+    for label, path in vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items():  # type: ignore[attr-defined]
+        print(f"  {label}: {path}")
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from koxpulse.summary import print_summary
+
+    print_summary(_settings(args), None)
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(markdown_table())
+        return 0
+    settings = load()
+    for name in OPTIONS_BY_FIELD:
+        value = getattr(settings, name)
+        if name == "clickhouse":
+            from koxpulse.runner import clickhouse_target
+
+            value = clickhouse_target(settings).redacted
+        print(f"{OPTIONS_BY_FIELD[name].env}={value}")
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "query": _cmd_query,
+    "simulate": _cmd_simulate,
+    "summary": _cmd_summary,
+    "settings": _cmd_settings,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"koxpulse {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KoxpulseError as exc:
+        if args.debug:
+            raise
+        print(f"koxpulse {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"koxpulse {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

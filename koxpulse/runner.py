@@ -1,0 +1,97 @@
+"""Run the dataflow for a replay: connect sinks first, run Bytewax, report what happened."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from bytewax.testing import run_main
+
+from flows.kpi_flow import build_flow
+from koxpulse.errors import KoxpulseError
+from koxpulse.metrics import Metrics
+from koxpulse.progress import Progress
+from koxpulse.settings import Settings
+from koxpulse.sources.files import FileSource, check_inputs
+from koxpulse.stages import Stages
+from sinks.bytewax_sink import ClickHouseSink
+from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    messages: int
+    ok: int
+    invalid: int
+    duplicates: int
+    late: int
+    kpi_rows: int
+    seconds: float
+
+
+def clickhouse_target(settings: Settings) -> ClickHouseTarget:
+    return ClickHouseTarget.parse(
+        settings.clickhouse, settings.database, ca_file=settings.clickhouse_ca or None
+    )
+
+
+def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
+    """Replay the input files through the dataflow into ClickHouse and flush everything."""
+    metrics = metrics or Metrics()
+    paths = check_inputs(settings.input)
+    writer = ClickHouseWriter(
+        clickhouse_target(settings),
+        batch_rows=settings.sink_batch_rows,
+        flush_interval_s=settings.sink_flush_interval,
+    )
+    _ = writer.client  # connect and create tables now: a bad DSN fails before any work
+    stages = Stages(settings, metrics, expected_partitions=paths)
+    source = FileSource(paths, batch_lines=settings.batch_lines, clock_ms=lambda: time.time_ns() // 1_000_000)
+    flow = build_flow(source, stages, ClickHouseSink(writer))
+    started = time.monotonic()
+    progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()
+    try:
+        with progress:
+            run_main(flow)
+    except KoxpulseError:
+        raise
+    except Exception as exc:
+        raise KoxpulseError(f"dataflow failed: {_root_message(exc)}") from exc
+    finally:
+        writer.close()
+    elapsed = time.monotonic() - started
+    if settings.metrics_textfile:
+        metrics.write_textfile(settings.metrics_textfile)
+
+    def events(outcome: str) -> int:
+        return int(
+            sum(
+                s.value
+                for m in metrics.registry.collect()
+                for s in m.samples
+                if s.name == "koxpulse_events_total" and s.labels.get("outcome") == outcome
+            )
+        )
+
+    return RunResult(
+        messages=int(metrics.total("koxpulse_messages_read_total")),
+        ok=events("ok"),
+        invalid=events("invalid"),
+        duplicates=events("duplicate"),
+        late=events("late"),
+        kpi_rows=int(metrics.value("koxpulse_kpi_rows_total")),
+        seconds=elapsed,
+    )
+
+
+def _root_message(exc: BaseException) -> str:
+    """Bytewax wraps step errors; surface the innermost message, one line."""
+    inner: BaseException = exc
+    while inner.__cause__ is not None:
+        inner = inner.__cause__
+    text = str(inner).strip().splitlines()
+    return text[-1] if text else inner.__class__.__name__

@@ -1,0 +1,160 @@
+"""One frozen settings object; every option is a ``KOXPULSE_*`` variable and a CLI flag.
+
+The option table below is the single source of truth: the CLI builds its flags
+from it, :func:`load` reads flags over environment over defaults, and
+``koxpulse settings --markdown`` prints the README table (a test keeps them in sync).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from koxpulse.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    field: str
+    flag: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    shown_default: str | None = None  # how the README shows a computed default
+
+    @property
+    def env(self) -> str:
+        return "KOXPULSE_" + self.field.upper()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError("must be one of " + ", ".join(allowed))
+        return text
+
+    return parse
+
+
+def _path_list(text: str) -> tuple[str, ...]:
+    return tuple(p for p in (s.strip() for s in text.split(",")) if p)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("input", "--input", (), "Event files to replay (.jsonl or .jsonl.gz); repeat the flag, "
+           "or comma-separate in the variable", _path_list, "none"),
+    Option("clickhouse", "--clickhouse", "chdb://./data/chdb",
+           "ClickHouse DSN: chdb:///dir (embedded, default) or "
+           "http(s)://user:password@host:port/database"),
+    Option("database", "--database", "koxpulse",
+           "ClickHouse database for chdb DSNs and http DSNs without a path"),
+    Option("clickhouse_ca", "--clickhouse-ca", "", "CA bundle to verify an https ClickHouse "
+           "server (system CAs when empty; verification is never turned off)"),
+    Option("allowed_lateness", "--allowed-lateness", 60.0,
+           "Seconds an event may trail the newest event of its partition before it is late",
+           _non_negative_float),
+    Option("dedup_horizon", "--dedup-horizon", 900.0,
+           "Seconds of event time an event_id is remembered to drop redeliveries",
+           _non_negative_float),
+    Option("dedup_max_ids", "--dedup-max-ids", 2_000_000,
+           "Hard cap on remembered event ids (memory bound; oldest dropped first, counted)",
+           _positive_int),
+    Option("repeat_lookback_days", "--repeat-lookback-days", 90,
+           "Days of order history that make a buyer a repeat buyer", _positive_int),
+    Option("batch_lines", "--batch-lines", 2000,
+           "Messages per batch handed between dataflow steps", _positive_int),
+    Option("sink_batch_rows", "--sink-batch-rows", 50_000,
+           "Rows buffered per ClickHouse insert at most", _positive_int),
+    Option("sink_flush_interval", "--sink-flush-interval", 2.0,
+           "Seconds a buffered row may wait before it is written", _non_negative_float),
+    Option("progress", "--progress", "auto",
+           "Progress line on stderr: auto (only on a TTY), on, off", _choice("auto", "on", "off")),
+    Option("metrics_textfile", "--metrics-textfile", "",
+           "Write Prometheus metrics to this file at the end of a replay"),
+    Option("lang", "--lang", "en", "Language of alert summaries: en or zh-CN",
+           _choice("en", "zh-CN")),
+    Option("log_level", "--log-level", "warning", "Log level: debug, info, warning, error",
+           _choice("debug", "info", "warning", "error")),
+)
+OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs to know, fixed before the dataflow starts."""
+
+    input: tuple[str, ...] = ()
+    clickhouse: str = "chdb://./data/chdb"
+    database: str = "koxpulse"
+    clickhouse_ca: str = ""
+    allowed_lateness: float = 60.0
+    dedup_horizon: float = 900.0
+    dedup_max_ids: int = 2_000_000
+    repeat_lookback_days: int = 90
+    batch_lines: int = 2000
+    sink_batch_rows: int = 50_000
+    sink_flush_interval: float = 2.0
+    progress: str = "auto"
+    metrics_textfile: str = ""
+    lang: str = "en"
+    log_level: str = "warning"
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return round(self.allowed_lateness * 1000)
+
+    @property
+    def dedup_horizon_ms(self) -> int:
+        return round(self.dedup_horizon * 1000)
+
+
+def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings: a flag given on the command line wins over the environment, then defaults.
+
+    ``flags`` maps field names to already-parsed values; ``None`` means "not given".
+    """
+    env = os.environ if env is None else env
+    flags = flags or {}
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        given = flags.get(opt.field)
+        if given is not None and given != ():
+            values[opt.field] = given
+            continue
+        raw = env.get(opt.env)
+        if raw is not None and raw != "":
+            try:
+                values[opt.field] = opt.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{opt.env}={raw!r}: {exc}") from exc
+    known = {f.name for f in fields(Settings)}
+    assert known == set(OPTIONS_BY_FIELD), "settings fields and options diverged"
+    return Settings(**values)
+
+
+def markdown_table() -> str:
+    """The settings table for README.md."""
+    lines = [
+        "| variable | flag | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for o in OPTIONS:
+        default = o.shown_default if o.shown_default is not None else str(o.default)
+        lines.append(f"| `{o.env}` | `{o.flag}` | `{default}` | {o.help} |")
+    return "\n".join(lines)

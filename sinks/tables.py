@@ -1,0 +1,119 @@
+"""DDL of the contract's tables (v1 §2), in one place so sinks, queries and docs agree.
+
+Every table is ReplacingMergeTree keyed by the row's identity with a version
+column: re-emitted rows (replays, restarts) replace older ones, so ``FINAL``
+reads are exact however often a row was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    order_by: tuple[str, ...]
+    version: str = "version"
+    partition_by: str | None = None
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.columns)
+
+    def create_sql(self, database: str) -> str:
+        cols = ",\n  ".join(f"{quote_ident(c)} {t}" for c, t in self.columns)
+        parts = [
+            f"CREATE TABLE IF NOT EXISTS {quote_ident(database)}.{quote_ident(self.name)} (\n"
+            f"  {cols}\n)",
+            f"ENGINE = ReplacingMergeTree({quote_ident(self.version)})",
+        ]
+        if self.partition_by:
+            parts.append(f"PARTITION BY {self.partition_by}")
+        parts.append("ORDER BY (" + ", ".join(quote_ident(c) for c in self.order_by) + ")")
+        return "\n".join(parts)
+
+
+def quote_ident(name: str) -> str:
+    """Backquote a ClickHouse identifier so no name can break out of its position."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+TS = "DateTime64(3, 'UTC')"
+
+KPI_MINUTE = Table(
+    "kpi_minute",
+    (
+        ("window_start", TS),
+        ("region", "LowCardinality(String)"),
+        ("channel", "LowCardinality(String)"),
+        ("scans", "UInt64"),
+        ("unique_codes", "UInt64"),
+        ("scanners", "UInt64"),
+        ("redemptions", "UInt64"),
+        ("orders", "UInt64"),
+        ("revenue", "Float64"),
+        ("buyers", "UInt64"),
+        ("repeat_buyers", "UInt64"),
+        ("redemption_rate", "Nullable(Float64)"),
+        ("repurchase_rate", "Nullable(Float64)"),
+        ("version", "UInt64"),
+    ),
+    order_by=("region", "channel", "window_start"),
+    partition_by="toYYYYMM(window_start)",
+)
+
+ALERTS = Table(
+    "alerts",
+    (
+        ("alert_id", "String"),
+        ("kind", "LowCardinality(String)"),
+        ("severity", "LowCardinality(String)"),
+        ("status", "LowCardinality(String)"),
+        ("region", "LowCardinality(String)"),
+        ("channel", "LowCardinality(String)"),
+        ("entity_type", "LowCardinality(String)"),
+        ("entity_id", "String"),
+        ("starts_at", TS),
+        ("ends_at", f"Nullable({TS})"),
+        ("value", "Nullable(Float64)"),
+        ("baseline", "Nullable(Float64)"),
+        ("summary", "String"),
+        ("details", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("alert_id",),
+)
+
+DEAD_LETTERS = Table(
+    "dead_letters",
+    (
+        ("received_at", TS),
+        ("source", "String"),
+        ("position", "String"),
+        ("reason", "String"),
+        ("reason_code", "LowCardinality(String)"),
+        ("raw", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("source", "position"),
+)
+
+LATE_EVENTS = Table(
+    "late_events",
+    (
+        ("received_at", TS),
+        ("ts", TS),
+        ("type", "LowCardinality(String)"),
+        ("region", "LowCardinality(String)"),
+        ("channel", "LowCardinality(String)"),
+        ("event_id", "String"),
+        ("source", "String"),
+        ("position", "String"),
+        ("version", "UInt64"),
+    ),
+    order_by=("event_id",),
+)
+
+TABLES = {t.name: t for t in (KPI_MINUTE, ALERTS, DEAD_LETTERS, LATE_EVENTS)}
