@@ -1,7 +1,7 @@
 """The KPI dataflow: wiring only. Every step's logic lives in :mod:`koxpulse.stages`.
 
-    read → decode ─┬─ ok ─→ lateness (per partition) → aggregate (all partitions) ─┬→ kpi_minute
-                   └─ errors → dead_letters                                       └→ late_events
+read → decode ─┬─ ok ─→ lateness (per partition) → aggregate (all partitions) ─┬→ kpi_minute
+               └─ errors → dead_letters                                       └→ late_events
 """
 
 from __future__ import annotations

@@ -66,9 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
         "every window is flushed at end of input and the command exits 0.",
     )
     _add_options(
-        run, "input", "clickhouse", "database", "clickhouse_ca", "allowed_lateness",
-        "dedup_horizon", "dedup_max_ids", "repeat_lookback_days", "batch_lines",
-        "sink_batch_rows", "sink_flush_interval", "progress", "metrics_textfile", "lang",
+        run,
+        "input",
+        "clickhouse",
+        "database",
+        "clickhouse_ca",
+        "allowed_lateness",
+        "dedup_horizon",
+        "dedup_max_ids",
+        "repeat_lookback_days",
+        "batch_lines",
+        "sink_batch_rows",
+        "sink_flush_interval",
+        "progress",
+        "metrics_textfile",
+        "lang",
         "log_level",
     )
     run.add_argument("--summary", action="store_true", help="print a summary for people at the end")
@@ -122,7 +134,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from koxpulse.runner import replay
 
     settings = _settings(args)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(settings.log_level.upper())
     result = replay(settings)
     if args.summary:
         from koxpulse.summary import print_summary
@@ -148,19 +160,21 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from koxpulse.simulator import companion_paths, simulate
-
     name = args.out.name
     if not (name.endswith(".jsonl") or name.endswith(".jsonl.gz")):
         raise ConfigError(f"--out {args.out}: the file name must end in .jsonl or .jsonl.gz")
     if not args.out.parent.exists():
         raise ConfigError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    from koxpulse.simulator import companion_paths, simulate
+
     summary = simulate(
         args.out, hours=args.hours, seed=args.seed, scale=args.scale, incidents=args.incidents
     )
     paths = companion_paths(args.out)
     print(f"wrote {args.out}: {summary}")
-    for label, path in vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items():  # type: ignore[attr-defined]
+    for label, path in (
+        vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items()
+    ):  # type: ignore[attr-defined]
         print(f"  {label}: {path}")
     return 0
 
@@ -187,6 +201,10 @@ def _cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_client_libraries(record: logging.LogRecord) -> bool:
+    return not record.name.startswith(("urllib3", "clickhouse_connect"))
+
+
 COMMANDS = {
     "run": _cmd_run,
     "query": _cmd_query,
@@ -202,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        # Client libraries log every retry; the one-line error we print says what matters.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_client_libraries)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -215,6 +238,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"koxpulse {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line for the user, the traceback on --debug
+        if args.debug:
+            raise
+        print(
+            f"koxpulse {args.command}: internal error: {exc.__class__.__name__}: {exc}"
+            " (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from koxpulse.batches import DeadLetter, DecodedBatch, RawBatch
-from koxpulse.events import MAX_MESSAGE_BYTES, InvalidMessage, decode_event
+from koxpulse.events import MAX_MESSAGE_BYTES, AnyEvent, InvalidMessage, decode_event
 
 
 def decode_batch(batch: RawBatch) -> DecodedBatch:
     """Split a raw batch into events and one dead letter per invalid message."""
-    events = []
-    stamps = []
-    positions = []
+    events: list[AnyEvent] = []
+    stamps: list[int] = []
+    positions: list[int] = []
     dead: list[DeadLetter] = []
     append_event = events.append
     append_ts = stamps.append

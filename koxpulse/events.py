@@ -91,7 +91,12 @@ class Shipment(Event, frozen=True, gc=False, tag="shipment"):
 
 
 AnyEvent = Scan | Redemption | Order | Shipment
-EVENT_CLASSES: Final = {"scan": Scan, "redemption": Redemption, "order": Order, "shipment": Shipment}
+EVENT_CLASSES: Final = {
+    "scan": Scan,
+    "redemption": Redemption,
+    "order": Order,
+    "shipment": Shipment,
+}
 
 _decoder = msgspec.json.Decoder(AnyEvent)
 _generic = msgspec.json.Decoder()
@@ -113,9 +118,7 @@ def decode_event(raw: bytes) -> tuple[AnyEvent, int]:
     contract calls invalid.
     """
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(
-            "oversized", f"message is larger than 64 KiB ({len(raw)} bytes)"
-        )
+        raise InvalidMessage("oversized", f"message is larger than 64 KiB ({len(raw)} bytes)")
     try:
         ev = _decoder.decode(raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -165,7 +165,7 @@ class KpiAggregator:
                 cur_bucket = buckets.get(minute) or buckets.setdefault(minute, [])
                 cur_windows = windows.get(minute) or windows.setdefault(minute, {})
             cur_bucket.append(eid)
-            if late_idx and i in late_idx or minute < closed_before:
+            if (late_idx and i in late_idx) or minute < closed_before:
                 out.late.append(self._late(batch, i))
                 continue
             key = (ev.region, ev.channel)
@@ -181,7 +181,7 @@ class KpiAggregator:
                 w.redemptions += 1
             elif cls is Order:
                 w.orders += 1
-                w.revenue += ev.amount  # type: ignore[union-attr]
+                w.revenue += ev.amount  # type: ignore[union-attr,operator]
                 w.buyers.add(ev.user_id)  # type: ignore[union-attr]
             ok += 1
             if keep:
@@ -240,7 +240,9 @@ class KpiAggregator:
         if wm is not None and wm != _INFINITY:
             self._expire(wm)
 
-    def _emit_minute(self, minute: int, keys: dict[tuple[str, str], Window], out: KpiOutput) -> None:
+    def _emit_minute(
+        self, minute: int, keys: dict[tuple[str, str], Window], out: KpiOutput
+    ) -> None:
         last_order = self.last_order
         since = minute - self.repeat_lookback_ms
         now = self.version_clock()

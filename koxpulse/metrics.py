@@ -19,7 +19,10 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.messages = Counter(
-            "koxpulse_messages_read", "Messages (lines or Kafka records) read", ["source"], registry=r
+            "koxpulse_messages_read",
+            "Messages (lines or Kafka records) read",
+            ["source"],
+            registry=r,
         )
         self.events = Counter(
             "koxpulse_events", "Events by type and outcome", ["type", "outcome"], registry=r
@@ -28,7 +31,9 @@ class Metrics:
             "koxpulse_dead_letters", "Invalid messages by reason code", ["reason"], registry=r
         )
         self.late_events = Counter(
-            "koxpulse_late_events", "Valid events that arrived after their window closed", registry=r
+            "koxpulse_late_events",
+            "Valid events that arrived after their window closed",
+            registry=r,
         )
         self.kpi_rows = Counter("koxpulse_kpi_rows", "kpi_minute rows emitted", registry=r)
         self.open_windows = Gauge(

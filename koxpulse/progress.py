@@ -13,7 +13,9 @@ from koxpulse.metrics import Metrics
 class Progress:
     """Redraws lines read, events/s, dead letters and late events twice a second."""
 
-    def __init__(self, metrics: Metrics, stream: TextIO | None = None, interval: float = 0.5) -> None:
+    def __init__(
+        self, metrics: Metrics, stream: TextIO | None = None, interval: float = 0.5
+    ) -> None:
         self._metrics = metrics
         self._stream = stream or sys.stderr
         self._interval = interval

@@ -33,7 +33,10 @@ def check_read_only(sql: str) -> str:
         raise ConfigError("query must be a single statement")
     if not _READ_ONLY.match(text):
         word = text.split(None, 1)[0].upper()
-        raise ConfigError(f"only read-only queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) are allowed, not {word}")
+        raise ConfigError(
+            "only read-only queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) are allowed, "
+            f"not {word}"
+        )
     return text
 
 
@@ -53,7 +56,11 @@ def run_query(client: Client, sql: str) -> tuple[list[str], list[Sequence[Any]]]
 
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="milliseconds") if value.tzinfo is None else value.isoformat()
+        return (
+            value.isoformat(sep=" ", timespec="milliseconds")
+            if value.tzinfo is None
+            else value.isoformat()
+        )
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -77,7 +84,10 @@ def format_rows(columns: list[str], rows: list[Sequence[Any]], fmt: str) -> str:
         return buf.getvalue()
     if fmt == "json":
         return "".join(
-            json.dumps(dict(zip(columns, (_plain(v) for v in row), strict=True)), ensure_ascii=False) + "\n"
+            json.dumps(
+                dict(zip(columns, (_plain(v) for v in row), strict=True)), ensure_ascii=False
+            )
+            + "\n"
             for row in rows
         )
     cells = [[("NULL" if v is None else str(_plain(v))) for v in row] for row in rows]

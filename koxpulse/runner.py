@@ -50,7 +50,9 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     )
     _ = writer.client  # connect and create tables now: a bad DSN fails before any work
     stages = Stages(settings, metrics, expected_partitions=paths)
-    source = FileSource(paths, batch_lines=settings.batch_lines, clock_ms=lambda: time.time_ns() // 1_000_000)
+    source = FileSource(
+        paths, batch_lines=settings.batch_lines, clock_ms=lambda: time.time_ns() // 1_000_000
+    )
     flow = build_flow(source, stages, ClickHouseSink(writer))
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()

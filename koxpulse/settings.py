@@ -57,40 +57,107 @@ def _path_list(text: str) -> tuple[str, ...]:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("input", "--input", (), "Event files to replay (.jsonl or .jsonl.gz); repeat the flag, "
-           "or comma-separate in the variable", _path_list, "none"),
-    Option("clickhouse", "--clickhouse", "chdb://./data/chdb",
-           "ClickHouse DSN: chdb:///dir (embedded, default) or "
-           "http(s)://user:password@host:port/database"),
-    Option("database", "--database", "koxpulse",
-           "ClickHouse database for chdb DSNs and http DSNs without a path"),
-    Option("clickhouse_ca", "--clickhouse-ca", "", "CA bundle to verify an https ClickHouse "
-           "server (system CAs when empty; verification is never turned off)"),
-    Option("allowed_lateness", "--allowed-lateness", 60.0,
-           "Seconds an event may trail the newest event of its partition before it is late",
-           _non_negative_float),
-    Option("dedup_horizon", "--dedup-horizon", 900.0,
-           "Seconds of event time an event_id is remembered to drop redeliveries",
-           _non_negative_float),
-    Option("dedup_max_ids", "--dedup-max-ids", 2_000_000,
-           "Hard cap on remembered event ids (memory bound; oldest dropped first, counted)",
-           _positive_int),
-    Option("repeat_lookback_days", "--repeat-lookback-days", 90,
-           "Days of order history that make a buyer a repeat buyer", _positive_int),
-    Option("batch_lines", "--batch-lines", 2000,
-           "Messages per batch handed between dataflow steps", _positive_int),
-    Option("sink_batch_rows", "--sink-batch-rows", 50_000,
-           "Rows buffered per ClickHouse insert at most", _positive_int),
-    Option("sink_flush_interval", "--sink-flush-interval", 2.0,
-           "Seconds a buffered row may wait before it is written", _non_negative_float),
-    Option("progress", "--progress", "auto",
-           "Progress line on stderr: auto (only on a TTY), on, off", _choice("auto", "on", "off")),
-    Option("metrics_textfile", "--metrics-textfile", "",
-           "Write Prometheus metrics to this file at the end of a replay"),
-    Option("lang", "--lang", "en", "Language of alert summaries: en or zh-CN",
-           _choice("en", "zh-CN")),
-    Option("log_level", "--log-level", "warning", "Log level: debug, info, warning, error",
-           _choice("debug", "info", "warning", "error")),
+    Option(
+        "input",
+        "--input",
+        (),
+        "Event files to replay (.jsonl or .jsonl.gz); repeat the flag, "
+        "or comma-separate in the variable",
+        _path_list,
+        "none",
+    ),
+    Option(
+        "clickhouse",
+        "--clickhouse",
+        "chdb://./data/chdb",
+        "ClickHouse DSN: chdb:///dir (embedded, default) or "
+        "http(s)://user:password@host:port/database",
+    ),
+    Option(
+        "database",
+        "--database",
+        "koxpulse",
+        "ClickHouse database for chdb DSNs and http DSNs without a path",
+    ),
+    Option(
+        "clickhouse_ca",
+        "--clickhouse-ca",
+        "",
+        "CA bundle to verify an https ClickHouse "
+        "server (system CAs when empty; verification is never turned off)",
+    ),
+    Option(
+        "allowed_lateness",
+        "--allowed-lateness",
+        60.0,
+        "Seconds an event may trail the newest event of its partition before it is late",
+        _non_negative_float,
+    ),
+    Option(
+        "dedup_horizon",
+        "--dedup-horizon",
+        900.0,
+        "Seconds of event time an event_id is remembered to drop redeliveries",
+        _non_negative_float,
+    ),
+    Option(
+        "dedup_max_ids",
+        "--dedup-max-ids",
+        2_000_000,
+        "Hard cap on remembered event ids (memory bound; oldest dropped first, counted)",
+        _positive_int,
+    ),
+    Option(
+        "repeat_lookback_days",
+        "--repeat-lookback-days",
+        90,
+        "Days of order history that make a buyer a repeat buyer",
+        _positive_int,
+    ),
+    Option(
+        "batch_lines",
+        "--batch-lines",
+        2000,
+        "Messages per batch handed between dataflow steps",
+        _positive_int,
+    ),
+    Option(
+        "sink_batch_rows",
+        "--sink-batch-rows",
+        50_000,
+        "Rows buffered per ClickHouse insert at most",
+        _positive_int,
+    ),
+    Option(
+        "sink_flush_interval",
+        "--sink-flush-interval",
+        2.0,
+        "Seconds a buffered row may wait before it is written",
+        _non_negative_float,
+    ),
+    Option(
+        "progress",
+        "--progress",
+        "auto",
+        "Progress line on stderr: auto (only on a TTY), on, off",
+        _choice("auto", "on", "off"),
+    ),
+    Option(
+        "metrics_textfile",
+        "--metrics-textfile",
+        "",
+        "Write Prometheus metrics to this file at the end of a replay",
+    ),
+    Option(
+        "lang", "--lang", "en", "Language of alert summaries: en or zh-CN", _choice("en", "zh-CN")
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "warning",
+        "Log level: debug, info, warning, error",
+        _choice("debug", "info", "warning", "error"),
+    ),
 )
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
 
@@ -156,5 +223,6 @@ def markdown_table() -> str:
     ]
     for o in OPTIONS:
         default = o.shown_default if o.shown_default is not None else str(o.default)
-        lines.append(f"| `{o.env}` | `{o.flag}` | `{default}` | {o.help} |")
+        shown = f"`{default}`" if default else "(empty)"
+        lines.append(f"| `{o.env}` | `{o.flag}` | {shown} | {o.help} |")
     return "\n".join(lines)

@@ -113,8 +113,17 @@ class Stages:
         return (
             "late_events",
             [
-                (e.received_at_ms, e.ts, e.type, e.region, e.channel, e.event_id, e.source,
-                 e.position, version)
+                (
+                    e.received_at_ms,
+                    e.ts,
+                    e.type,
+                    e.region,
+                    e.channel,
+                    e.event_id,
+                    e.source,
+                    e.position,
+                    version,
+                )
                 for e in out.late
             ],
         )

@@ -41,7 +41,8 @@ def print_summary(settings: Settings, result: RunResult | None, out: TextIO | No
         )[0]
         w(
             f"KPI rows: {kpi_rows:,} (minute x region x channel) from {first} to {last} UTC; "
-            f"{scans:,} scans, {redemptions:,} redemptions, {orders:,} orders, revenue CNY {revenue:,.2f}.\n"
+            f"{scans:,} scans, {redemptions:,} redemptions, {orders:,} orders, "
+            f"revenue CNY {revenue:,.2f}.\n"
         )
         dead = _rows(
             client,
@@ -67,12 +68,13 @@ def print_summary(settings: Settings, result: RunResult | None, out: TextIO | No
             rate = f"{r / s:.1%}" if s else "-"
             reps = f"{rep:.1%}" if rep is not None else "-"
             w(f"  {region:<10}{s:>10,}{r:>10,}{rate:>8}{o:>9,}{reps:>8}\n")
-        by_rate = sorted(
-            (r for r in regions if r[1]), key=lambda r: (-(r[2] / r[1]), r[0])
-        )
+        by_rate = sorted((r for r in regions if r[1]), key=lambda r: (-(r[2] / r[1]), r[0]))
         if by_rate:
-            w("Regions by redemption rate: " + ", ".join(
-                f"{r[0]} {r[2] / r[1]:.1%}" for r in by_rate) + "\n")
+            w(
+                "Regions by redemption rate: "
+                + ", ".join(f"{r[0]} {r[2] / r[1]:.1%}" for r in by_rate)
+                + "\n"
+            )
 
         alerts = _rows(
             client,
@@ -87,12 +89,18 @@ def print_summary(settings: Settings, result: RunResult | None, out: TextIO | No
             w("\nAlerts: none recorded.\n")
 
         dsn = shlex.quote(settings.clickhouse)
+        d = target.database
         w("\nLook further:\n")
         for sql in (
-            f"SELECT region, channel, sum(scans), sum(redemptions), round(sum(redemptions)/sum(scans), 3) AS rate FROM {target.database}.kpi_minute FINAL GROUP BY region, channel ORDER BY rate",
-            f"SELECT toStartOfHour(window_start) AS hour, sum(scans), sum(orders) FROM {target.database}.kpi_minute FINAL GROUP BY hour ORDER BY hour",
-            f"SELECT reason, count() FROM {target.database}.dead_letters FINAL GROUP BY reason ORDER BY count() DESC",
-            f"SELECT kind, severity, region, entity_id, summary FROM {target.database}.alerts FINAL ORDER BY starts_at",
+            "SELECT region, channel, sum(scans), sum(redemptions), "
+            f"round(sum(redemptions)/sum(scans), 3) AS rate FROM {d}.kpi_minute FINAL "
+            "GROUP BY region, channel ORDER BY rate",
+            "SELECT toStartOfHour(window_start) AS hour, sum(scans), sum(orders) "
+            f"FROM {d}.kpi_minute FINAL GROUP BY hour ORDER BY hour",
+            f"SELECT reason, count() FROM {d}.dead_letters FINAL GROUP BY reason "
+            "ORDER BY count() DESC",
+            f"SELECT kind, severity, region, entity_id, summary FROM {d}.alerts FINAL "
+            "ORDER BY starts_at",
         ):
             w(f"  koxpulse query --clickhouse {dsn} {shlex.quote(sql)}\n")
     finally:

@@ -48,14 +48,18 @@ class ClickHouseTarget:
         return f"{scheme}://{user}{self.host}:{self.port}/{self.database}"
 
     @classmethod
-    def parse(cls, dsn: str, database: str = "koxpulse", ca_file: str | None = None) -> ClickHouseTarget:
+    def parse(
+        cls, dsn: str, database: str = "koxpulse", ca_file: str | None = None
+    ) -> ClickHouseTarget:
         """Parse ``chdb:///dir`` or ``http(s)://user:password@host:port/database``."""
         if dsn.startswith("chdb:"):
             path = dsn[len("chdb:") :]
             if path.startswith("//"):
                 path = path[2:]
             if not path:
-                raise ConfigError("ClickHouse DSN chdb: needs a directory, e.g. chdb:///var/lib/koxpulse")
+                raise ConfigError(
+                    "ClickHouse DSN chdb: needs a directory, e.g. chdb:///var/lib/koxpulse"
+                )
             return cls(dsn=dsn, database=database, embedded_path=os.path.abspath(path))
         parts = urlsplit(dsn)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -98,9 +102,8 @@ def connect(target: ClickHouseTarget) -> Client:
         return clickhouse_connect.get_client(**kwargs)
     except Exception as exc:
         detail = str(exc).replace(target.password, "***") if target.password else str(exc)
-        raise SinkError(
-            f"cannot connect to ClickHouse at {target.redacted}: {detail.splitlines()[0] if detail else exc.__class__.__name__}"
-        ) from exc
+        first = detail.splitlines()[0] if detail else exc.__class__.__name__
+        raise SinkError(f"cannot connect to ClickHouse at {target.redacted}: {first}") from exc
 
 
 def ensure_schema(client: Client, database: str) -> None:
@@ -169,9 +172,10 @@ class ClickHouseWriter:
                     column_names=list(spec.column_names),
                 )
             except Exception as exc:
+                first = str(exc).splitlines()[0] if str(exc) else repr(exc)
                 raise SinkError(
                     f"ClickHouse insert of {len(rows)} rows into {table} at "
-                    f"{self.target.redacted} failed: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+                    f"{self.target.redacted} failed: {first}"
                 ) from exc
             self.rows_written[table] = self.rows_written.get(table, 0) + len(rows)
         self._buffers.clear()

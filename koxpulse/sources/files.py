@@ -31,7 +31,7 @@ def open_lines(path: str) -> IO[bytes]:
     try:
         if path.endswith(".gz"):
             return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb", buffering=1 << 20)  # noqa: SIM115
+        return open(path, "rb", buffering=1 << 20)
     except OSError as exc:
         raise SourceError(f"cannot open input file {path}: {exc.strerror or exc}") from exc
 
@@ -141,5 +141,7 @@ class FileSource(FixedPartitionedSource[RawBatch, FileState]):
     def list_parts(self) -> list[str]:
         return self.paths
 
-    def build_part(self, step_id: str, for_part: str, resume_state: FileState | None) -> FilePartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: FileState | None
+    ) -> FilePartition:
         return FilePartition(for_part, self.batch_lines, resume_state, self.clock_ms)

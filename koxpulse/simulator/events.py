@@ -1,0 +1,157 @@
+"""The in-memory record of every valid event the simulator emits.
+
+Each event is serialised once, at creation, and its facts (event time, delivery time,
+type, key, user, code, amount) are kept in compact arrays next to the bytes. The ground
+truth is computed from those arrays, never by reading the file back, so a parsing bug in
+the pipeline cannot hide behind the same bug in its test oracle.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .timefmt import SECOND_ONLY, TsFormatter, choose_format
+from .world import CHANNELS, REGIONS, mix64
+
+SCAN, REDEMPTION, ORDER, SHIPMENT = 0, 1, 2, 3
+TYPE_NAMES: tuple[str, ...] = ("scan", "redemption", "order", "shipment")
+FLAG_INCIDENT = 1
+FLAG_PINNED = 2
+"""Delivered exactly at its event time (initial shipments must precede every scan)."""
+
+_SERIES_FIELDS = [(r.code, c) for r in REGIONS for c in CHANNELS]
+
+# Unknown fields some producers add; consumers must ignore them.
+_EXTRAS: tuple[tuple[str, Any], ...] = (
+    ("app_ver", "8.0.49"),
+    ("sdk", "mp-weixin"),
+    ("client_ip", "10.23.7.41"),
+    ("ext", {"src": "poster", "ab": 1}),
+    ("retry", 0),
+    ("tags", ["promo", "q4"]),
+    ("geo_accuracy_m", 35.0),
+)
+
+
+class EventStore:
+    def __init__(self, seed: int) -> None:
+        self._salt = mix64(seed * 0x9E3779B1 + 12345)
+        self.seed = seed
+        self.lines: list[bytes] = []
+        self.ts = array("q")
+        self.key = array("q")
+        self.etype = array("b")
+        self.series = array("h")
+        self.user = array("q")
+        self.code = array("q")
+        self.cents = array("q")
+        self.flags = array("b")
+        self._fmt = TsFormatter()
+        self.rng = random.Random(f"{seed}:store")
+        self._np = np.random.default_rng([seed & ((1 << 64) - 1), 2])
+        self._jit: list[int] = []
+        self._ji = 0
+        self.order_no = 0
+
+    def use_stream(self, label: str, *parts: int) -> None:
+        """Switch to an independent random stream, so one part of the run changing size
+        (an incident in one series) does not reshuffle the formatting of all the others."""
+        self.rng = random.Random(f"{self.seed}:{label}:{':'.join(map(str, parts))}")
+        self._np = np.random.default_rng([self.seed & ((1 << 64) - 1), 3, *parts])
+        self._jit = []
+        self._ji = 0
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def event_id(self, seq: int) -> str:
+        a = mix64(seq + self._salt)
+        b = mix64(a ^ 0x5DEECE66D)
+        s = f"{a:016x}{b:016x}"
+        return f"{s[:8]}-{s[8:12]}-{s[12:16]}-{s[16:20]}-{s[20:]}"
+
+    def next_order_id(self) -> str:
+        self.order_no += 1
+        return f"ORD{(self.order_no * 7919 + 1_000_003) % 10_000_000_019:011d}"
+
+    def stamp(self, ts: int) -> tuple[int, int]:
+        """Pick a serialisation format; second-precision producers floor their clocks."""
+        f = choose_format(self.rng.random())
+        if f in SECOND_ONLY:
+            ts -= ts % 1000
+        return ts, f
+
+    def _jitter(self) -> int:
+        if self._ji >= len(self._jit):
+            n = 8192
+            u = self._np.random(n)
+            v = self._np.random(n)
+            # mostly sub-second transport delay, a tail up to 20 s (always << 60 s lateness)
+            span = np.where(u < 0.7, 1500.0, np.where(u < 0.95, 8000.0, 19_999.0))
+            self._jit = (v * span).astype(np.int64).tolist()
+            self._ji = 0
+        j = self._jit[self._ji]
+        self._ji += 1
+        return j
+
+    def add(
+        self,
+        etype: int,
+        series: int,
+        ts: int,
+        fmt: int,
+        fields: dict[str, Any],
+        *,
+        user: int = -1,
+        code: int = -1,
+        cents: int = 0,
+        flags: int = 0,
+    ) -> int:
+        seq = len(self.lines)
+        region, channel = _SERIES_FIELDS[series]
+        d: dict[str, Any] = {
+            "event_id": self.event_id(seq),
+            "type": TYPE_NAMES[etype],
+            "ts": self._fmt.render(ts, fmt),
+            "region": region,
+            "channel": channel,
+        }
+        d.update(fields)
+        r = self.rng.random()
+        if r < 0.07:
+            d = self._reorder(d, r / 0.07)
+        elif r < 0.075:
+            k, v = _EXTRAS[int((r - 0.07) / 0.005 * len(_EXTRAS)) % len(_EXTRAS)]
+            d[k] = v
+        self.lines.append(orjson.dumps(d))
+        self.ts.append(ts)
+        self.key.append(ts if flags & FLAG_PINNED else ts + self._jitter())
+        self.etype.append(etype)
+        self.series.append(series)
+        self.user.append(user)
+        self.code.append(code)
+        self.cents.append(cents)
+        self.flags.append(flags)
+        return seq
+
+    @staticmethod
+    def _reorder(d: dict[str, Any], u: float) -> dict[str, Any]:
+        """Different client SDKs emit keys in different orders."""
+        keys = list(d)
+        if u < 0.3:
+            keys.sort()
+        elif u < 0.55:
+            keys.reverse()
+        elif u < 0.8:
+            keys = ["type", *[k for k in keys if k != "type"]]
+        else:
+            keys = [k for k in keys if k not in ("event_id", "ts")] + ["ts", "event_id"]
+        return {k: d[k] for k in keys}
+
+    def render_ts(self, ts: int, fmt: int) -> str | int:
+        return self._fmt.render(ts, fmt)

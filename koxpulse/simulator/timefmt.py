@@ -1,0 +1,92 @@
+"""Timestamp serialisation in the mix of formats real producers send.
+
+Formats without milliseconds are only ever used for timestamps that are whole seconds
+(the caller floors first), so every serialised `ts` is exact to the millisecond and the
+ground truth, which works in epoch milliseconds, never disagrees with the file.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# (suffix, offset in minutes, with milliseconds, share); suffix None = integer epoch ms
+FORMATS: tuple[tuple[str | None, int, bool, float], ...] = (
+    ("+08:00", 480, True, 0.40),
+    ("+08:00", 480, False, 0.05),
+    ("Z", 0, True, 0.19),
+    ("Z", 0, False, 0.04),
+    ("+00:00", 0, True, 0.07),
+    ("+00:00", 0, False, 0.02),
+    ("-05:00", -300, True, 0.008),
+    ("-05:00", -300, False, 0.002),
+    (None, 0, True, 0.21),
+)
+FORMAT_NAMES = (
+    "rfc3339_+08:00_ms",
+    "rfc3339_+08:00_s",
+    "rfc3339_Z_ms",
+    "rfc3339_Z_s",
+    "rfc3339_+00:00_ms",
+    "rfc3339_+00:00_s",
+    "rfc3339_-05:00_ms",
+    "rfc3339_-05:00_s",
+    "epoch_ms",
+)
+_CUM: list[float] = []
+_acc = 0.0
+for _f in FORMATS:
+    _acc += _f[3]
+    _CUM.append(_acc)
+_CUM = [c / _acc for c in _CUM]
+SECOND_ONLY = frozenset(i for i, f in enumerate(FORMATS) if f[0] is not None and not f[2])
+EPOCH_FMT = len(FORMATS) - 1
+
+
+def choose_format(u: float) -> int:
+    return min(bisect_right(_CUM, u), len(FORMATS) - 1)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def datetime_to_ms(dt: datetime) -> int:
+    delta = dt - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def iso_z(ms: int) -> str:
+    """UTC with milliseconds and `Z`, the one format used in companion files."""
+    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def local_naive(ms: int, offset_minutes: int = 480, with_ms: bool = False) -> str:
+    dt = ms_to_datetime(ms + offset_minutes * 60_000)
+    s = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{s}.{ms % 1000:03d}" if with_ms else s
+
+
+class TsFormatter:
+    """Renders epoch ms in a chosen format; caches the per-minute prefix for speed."""
+
+    def __init__(self) -> None:
+        self._prefix: dict[int, str] = {}
+
+    def render(self, ts: int, fmt: int) -> str | int:
+        suffix, offset, with_ms, _ = FORMATS[fmt]
+        if suffix is None:
+            return ts
+        local = ts + offset * 60_000
+        rem = local % 60_000
+        minute = local - rem
+        # the prefix depends only on the shifted minute, whatever the offset
+        pre = self._prefix.get(minute)
+        if pre is None:
+            pre = ms_to_datetime(minute).strftime("%Y-%m-%dT%H:%M:")
+            self._prefix[minute] = pre
+        if with_ms:
+            return f"{pre}{rem // 1000:02d}.{rem % 1000:03d}{suffix}"
+        return f"{pre}{rem // 1000:02d}{suffix}"
