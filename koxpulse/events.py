@@ -98,7 +98,7 @@ EVENT_CLASSES: Final = {
     "shipment": Shipment,
 }
 
-_decoder = msgspec.json.Decoder(AnyEvent)
+fast_decoder = msgspec.json.Decoder(AnyEvent)
 _generic = msgspec.json.Decoder()
 
 
@@ -120,8 +120,10 @@ def decode_event(raw: bytes) -> tuple[AnyEvent, int]:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise InvalidMessage("oversized", f"message is larger than 64 KiB ({len(raw)} bytes)")
     try:
-        ev = _decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        if not raw.isascii():
+            raw.decode()  # JSON text must be UTF-8 everywhere, unknown fields included
+        ev = fast_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         code, reason = explain_invalid(raw, exc)
         raise InvalidMessage(code, reason) from exc
     ts = ev.ts

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
+import msgspec
 
 from .events import EventStore
 from .timefmt import SECOND_ONLY, choose_format, local_naive
@@ -63,6 +63,7 @@ KINDS: tuple[str, ...] = (
 _EXTRA_WEIGHTS = {"not_json": 6.0, "truncated_json": 6.0, "ts_no_offset": 2.0}
 RATE = 0.003
 OVERSIZED_BYTES = 70_000
+_enc = msgspec.json.Encoder().encode
 
 
 def plan_kinds(n_valid_lines: int, rng: random.Random) -> list[str]:
@@ -118,7 +119,7 @@ class InvalidFactory:
                 {
                     "code_id": code_id,
                     "user_id": w.user_ids[u],
-                    "batch_id": code_id[:6],
+                    "batch_id": w.batches.ids[b] if nb else "B00001",
                     "sku": sku.sku_id,
                     "device_id": w.device_id(u, 0),
                     "city": city.name,
@@ -176,31 +177,31 @@ class InvalidFactory:
             if style == 2:
                 return b"<html><head><title>502 Bad Gateway</title></head></html>"
             if style == 3:
-                return orjson.dumps(d)[:-1] + b",}"
+                return _enc(d)[:-1] + b",}"
             return ",".join(str(v) for v in d.values()).encode()
         if kind == "truncated_json":
-            text = orjson.dumps(self._any(ts)).decode()
+            text = _enc(self._any(ts)).decode()
             return text[: rng.randint(8, len(text) - 2)].encode()
         if kind == "not_object:array":
-            return b"[" + orjson.dumps(self._any(ts)) + b"]"
+            return b"[" + _enc(self._any(ts)) + b"]"
         if kind == "not_object:number":
             return rng.choice((str(ts), "42", "3.5")).encode()
         if kind == "invalid_utf8":
             d = self._base("scan", ts)
             d["city"] = "@@CITY@@"
             bad = rng.choice((b"\xff\xfe", b"\xc3\x28", b"\xe6\xb5", b"\x80abc"))
-            return orjson.dumps(d).replace(b"@@CITY@@", bad)
+            return _enc(d).replace(b"@@CITY@@", bad)
         if kind == "oversized":
             d = self._base("scan", ts)
             d["debug_blob"] = "A" * OVERSIZED_BYTES
-            return orjson.dumps(d)
+            return _enc(d)
         if cat in ("missing_type", "unknown_type"):
             d = self._any(ts)
             if cat == "missing_type":
                 del d["type"]
             else:
                 d["type"] = rng.choice(("refund", "click", "page_view", "coupon_issue"))
-            return orjson.dumps(d)
+            return _enc(d)
         if cat.startswith("ts_"):
             d = self._any(ts)
             if cat == "ts_no_offset":
@@ -211,7 +212,7 @@ class InvalidFactory:
                 )
             else:
                 d["ts"] = str(ts) if rng.random() < 0.5 else str(ts // 1000)
-            return orjson.dumps(d)
+            return _enc(d)
         if fname:  # a type-specific field
             d = self._base(etype, ts)
             field = fname
@@ -245,4 +246,4 @@ class InvalidFactory:
                 d[field] = d["region"] + "-" + "X" * rng.randint(61, 80)
         else:  # pragma: no cover - KINDS and this function are kept in step
             raise ValueError(kind)
-        return orjson.dumps(d)
+        return _enc(d)

@@ -58,9 +58,20 @@ def datetime_to_ms(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+_ISO_CACHE: dict[int, str] = {}
+
+
 def iso_z(ms: int) -> str:
     """UTC with milliseconds and `Z`, the one format used in companion files."""
-    return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    rem = ms % 60_000
+    minute = ms - rem
+    pre = _ISO_CACHE.get(minute)
+    if pre is None:
+        if len(_ISO_CACHE) > 100_000:
+            _ISO_CACHE.clear()
+        pre = ms_to_datetime(minute).strftime("%Y-%m-%dT%H:%M:")
+        _ISO_CACHE[minute] = pre
+    return f"{pre}{rem // 1000:02d}.{rem % 1000:03d}Z"
 
 
 def local_naive(ms: int, offset_minutes: int = 480, with_ms: bool = False) -> str:
