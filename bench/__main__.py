@@ -34,7 +34,7 @@ def _run_json(args: list[str]) -> tuple[dict[str, float], float]:
 
 
 def machine() -> dict[str, object]:
-    libs = {}
+    libs: dict[str, str | None] = {}
     for name in ("bytewax", "msgspec", "orjson", "chdb", "clickhouse-connect", "river"):
         try:
             libs[name] = metadata.version(name)
@@ -90,7 +90,11 @@ def bench_replay(path: Path, repeats: int, workdir: Path) -> dict[str, object]:
 
 def write_results(results: list[dict[str, object]], info: dict[str, object]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    doc = {"machine": info, "results": results, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    doc = {
+        "machine": info,
+        "results": results,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     (RESULTS / "results.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Benchmark results",
@@ -138,7 +142,8 @@ def main() -> None:
     for r in results:
         print(
             f"{r['name']}: {r['messages']:,} events; bare loop {r['bare_events_per_s']:,}/s, "
-            f"koxpulse {r['koxpulse_events_per_s']:,}/s -> {r['ratio']}x (target >= {r['target_ratio']}x)"
+            f"koxpulse {r['koxpulse_events_per_s']:,}/s -> {r['ratio']}x "
+            f"(target >= {r['target_ratio']}x)"
         )
     print(f"results: {RESULTS / 'README.md'}")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from koxpulse.batches import DeadLetter, DecodedBatch, RawBatch
 import msgspec
 
+from koxpulse.batches import DeadLetter, DecodedBatch, RawBatch
 from koxpulse.events import (
     MAX_MESSAGE_BYTES,
     AnyEvent,
@@ -12,7 +12,7 @@ from koxpulse.events import (
     decode_event,
     fast_decoder,
 )
-from koxpulse.timeutil import MAX_TS_MS, MIN_TS_MS, datetime_to_ms
+from koxpulse.tsparse import rfc3339_to_ms
 
 
 def decode_batch(batch: RawBatch) -> DecodedBatch:
@@ -30,7 +30,7 @@ def decode_batch(batch: RawBatch) -> DecodedBatch:
     append_ts = stamps.append
     append_pos = positions.append
     decode = fast_decoder.decode
-    to_ms = datetime_to_ms
+    to_ms = rfc3339_to_ms
     msgs = batch.messages
     pos = batch.positions
     for i in range(len(msgs)):
@@ -43,8 +43,6 @@ def decode_batch(batch: RawBatch) -> DecodedBatch:
             ev = decode(raw)
             ts = ev.ts
             ms = ts if ts.__class__ is int else to_ms(ts)  # type: ignore[arg-type]
-            if not MIN_TS_MS <= ms <= MAX_TS_MS:  # type: ignore[operator]
-                raise ValueError
         except (ValueError, msgspec.MsgspecError):
             try:
                 ev, ms = decode_event(raw)

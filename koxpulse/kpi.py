@@ -278,7 +278,9 @@ class KpiAggregator:
                 last_order[user] = minute
 
     def _expire(self, wm: int) -> None:
-        cutoff = wm - self.dedup_horizon_ms
+        # The slowest partition's newest event time is wm + lateness: an id older than
+        # that by more than the horizon can no longer be "seen again within the horizon".
+        cutoff = wm + self.allowed_lateness_ms - self.dedup_horizon_ms
         buckets = self.seen_buckets
         seen = self.seen
         for minute in [m for m in buckets if m + MINUTE_MS <= cutoff]:

@@ -14,9 +14,17 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
-from .timefmt import SECOND_ONLY, TsFormatter, choose_format
-from .world import CHANNELS, REGIONS, mix64
+from .timefmt import (
+    SECOND_ONLY,
+    TsFormatter,
+    choose_format,
+    choose_formats,
+    floor_for_formats,
+    render_many,
+)
+from .world import CHANNELS, REGIONS, mix64, mix64_many
 
 SCAN, REDEMPTION, ORDER, SHIPMENT = 0, 1, 2, 3
 TYPE_NAMES: tuple[str, ...] = ("scan", "redemption", "order", "shipment")
@@ -53,9 +61,12 @@ class EventStore:
         self.flags = array("b")
         self._fmt = TsFormatter()
         self.rng = random.Random(f"{seed}:store")
+        self._rand = self.rng.random
         self._np = np.random.default_rng([seed & ((1 << 64) - 1), 2])
         self._jit: list[int] = []
         self._ji = 0
+        self._ids: list[str] = []
+        self._ids_base = 0
         self.order_no = 0
         # msgspec rather than orjson: same output, but orjson's per-call buffer left
         # ~4 KiB of heap behind each of a million small lines
@@ -65,6 +76,7 @@ class EventStore:
         """Switch to an independent random stream, so one part of the run changing size
         (an incident in one series) does not reshuffle the formatting of all the others."""
         self.rng = random.Random(f"{self.seed}:{label}:{':'.join(map(str, parts))}")
+        self._rand = self.rng.random
         self._np = np.random.default_rng([self.seed & ((1 << 64) - 1), 3, *parts])
         self._jit = []
         self._ji = 0
@@ -78,6 +90,26 @@ class EventStore:
         s = f"{a:016x}{b:016x}"
         return f"{s[:8]}-{s[8:12]}-{s[12:16]}-{s[16:20]}-{s[20:]}"
 
+    def _refill_ids(self) -> None:
+        """`event_id` for the next block of sequence numbers, computed in bulk."""
+        first = len(self.lines)
+        n = 16_384
+        seq = np.arange(first, first + n, dtype=np.uint64) + np.uint64(self._salt)
+        a = mix64_many(seq)
+        b = mix64_many(a ^ np.uint64(0x5DEECE66D))
+        hexes = np.frombuffer(
+            np.stack([a, b], axis=1).astype(">u8").tobytes().hex().encode(), dtype=np.uint8
+        ).reshape(n, 32)
+        out = np.full((n, 36), ord("-"), dtype=np.uint8)
+        out[:, 0:8] = hexes[:, 0:8]
+        out[:, 9:13] = hexes[:, 8:12]
+        out[:, 14:18] = hexes[:, 12:16]
+        out[:, 19:23] = hexes[:, 16:20]
+        out[:, 24:36] = hexes[:, 20:32]
+        text = out.tobytes().decode()
+        self._ids = [text[i : i + 36] for i in range(0, 36 * n, 36)]
+        self._ids_base = first
+
     def next_order_id(self) -> str:
         self.order_no += 1
         return f"ORD{(self.order_no * 7919 + 1_000_003) % 10_000_000_019:011d}"
@@ -89,18 +121,22 @@ class EventStore:
             ts -= ts % 1000
         return ts, f
 
-    def _jitter(self) -> int:
-        if self._ji >= len(self._jit):
-            n = 8192
-            u = self._np.random(n)
-            v = self._np.random(n)
-            # mostly sub-second transport delay, a tail up to 20 s (always << 60 s lateness)
-            span = np.where(u < 0.7, 1500.0, np.where(u < 0.95, 8000.0, 19_999.0))
-            self._jit = (v * span).astype(np.int64).tolist()
-            self._ji = 0
-        j = self._jit[self._ji]
-        self._ji += 1
-        return j
+    def stamp_many(
+        self, ts: npt.NDArray[np.int64], u: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], list[str | int]]:
+        """`stamp` + render in bulk, with the format draws `u` from the caller's stream."""
+        fmt = choose_formats(u)
+        ts = floor_for_formats(ts, fmt)
+        return ts, render_many(ts, fmt)
+
+    def _refill_jitter(self) -> None:
+        n = 8192
+        u = self._np.random(n)
+        v = self._np.random(n)
+        # mostly sub-second transport delay, a tail up to 20 s (always << 60 s lateness)
+        span = np.where(u < 0.7, 1500.0, np.where(u < 0.95, 8000.0, 19_999.0))
+        self._jit = (v * span).astype(np.int64).tolist()
+        self._ji = 0
 
     def add(
         self,
@@ -115,25 +151,54 @@ class EventStore:
         cents: int = 0,
         flags: int = 0,
     ) -> int:
-        seq = len(self.lines)
+        """Convenience form for rare events: builds the envelope, renders `ts`."""
         region, channel = _SERIES_FIELDS[series]
         d: dict[str, Any] = {
-            "event_id": self.event_id(seq),
+            "event_id": None,
             "type": TYPE_NAMES[etype],
             "ts": self._fmt.render(ts, fmt),
             "region": region,
             "channel": channel,
         }
         d.update(fields)
-        r = self.rng.random()
-        if r < 0.07:
-            d = self._reorder(d, r / 0.07)
-        elif r < 0.075:
-            k, v = _EXTRAS[int((r - 0.07) / 0.005 * len(_EXTRAS)) % len(_EXTRAS)]
-            d[k] = v
+        return self.put(etype, series, ts, d, user, code, cents, flags)
+
+    def put(
+        self,
+        etype: int,
+        series: int,
+        ts: int,
+        d: dict[str, Any],
+        user: int = -1,
+        code: int = -1,
+        cents: int = 0,
+        flags: int = 0,
+    ) -> int:
+        """Record a fully built event; `d["event_id"]` is filled in here (the hot path)."""
+        seq = len(self.lines)
+        i = seq - self._ids_base
+        if i >= len(self._ids):
+            self._refill_ids()
+            i = 0
+        d["event_id"] = self._ids[i]
+        r = self._rand()
+        if r < 0.075:
+            if r < 0.07:
+                d = self._reorder(d, r / 0.07)
+            else:
+                k, v = _EXTRAS[int((r - 0.07) / 0.005 * len(_EXTRAS)) % len(_EXTRAS)]
+                d[k] = v
         self.lines.append(self._encode(d))
         self.ts.append(ts)
-        self.key.append(ts if flags & FLAG_PINNED else ts + self._jitter())
+        if flags & FLAG_PINNED:
+            self.key.append(ts)
+        else:
+            j = self._ji
+            if j >= len(self._jit):
+                self._refill_jitter()
+                j = 0
+            self._ji = j + 1
+            self.key.append(ts + self._jit[j])
         self.etype.append(etype)
         self.series.append(series)
         self.user.append(user)

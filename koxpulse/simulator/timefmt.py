@@ -10,6 +10,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # (suffix, offset in minutes, with milliseconds, share); suffix None = integer epoch ms
@@ -45,8 +48,49 @@ SECOND_ONLY = frozenset(i for i, f in enumerate(FORMATS) if f[0] is not None and
 EPOCH_FMT = len(FORMATS) - 1
 
 
+_CUM_NP = np.asarray(_CUM)
+_SECOND_ONLY_NP = np.asarray([i in SECOND_ONLY for i in range(len(FORMATS))])
+_OFFSET_MS_NP = np.asarray([f[1] * 60_000 for f in FORMATS], dtype=np.int64)
+_SUFFIX = np.asarray([f[0] or "" for f in FORMATS], dtype=object)
+_WITH_MS_NP = np.asarray([f[2] for f in FORMATS])
+_SEC_MS = np.asarray([f"{r // 1000:02d}.{r % 1000:03d}" for r in range(60_000)], dtype=object)
+_SEC = np.asarray([f"{r:02d}" for r in range(60)], dtype=object)
+
+
 def choose_format(u: float) -> int:
     return min(bisect_right(_CUM, u), len(FORMATS) - 1)
+
+
+def choose_formats(u: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    return np.minimum(np.searchsorted(_CUM_NP, u, side="right"), len(FORMATS) - 1)
+
+
+def floor_for_formats(
+    ts: npt.NDArray[np.int64], fmt: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Second-precision producers report whole seconds."""
+    return np.where(_SECOND_ONLY_NP[fmt], ts - ts % 1000, ts)
+
+
+def render_many(ts: npt.NDArray[np.int64], fmt: npt.NDArray[np.int64]) -> list[str | int]:
+    """`TsFormatter.render` in bulk; `ts` must already be floored where the format needs."""
+    n = len(ts)
+    if n == 0:
+        return []
+    local = ts + _OFFSET_MS_NP[fmt]
+    rem = local % 60_000
+    minute = local - rem
+    uniq, inv = np.unique(minute, return_inverse=True)
+    prefixes = np.asarray(
+        [ms_to_datetime(int(m)).strftime("%Y-%m-%dT%H:%M:") for m in uniq], dtype=object
+    )
+    body = np.where(_WITH_MS_NP[fmt], _SEC_MS[rem], _SEC[rem // 1000])
+    out = prefixes[inv.reshape(-1)] + body + _SUFFIX[fmt]
+    epoch = fmt == EPOCH_FMT
+    if epoch.any():
+        out[epoch] = ts[epoch].tolist()
+    result: list[str | int] = out.tolist()
+    return result
 
 
 def ms_to_datetime(ms: int) -> datetime:

@@ -340,7 +340,8 @@ def _scans(
     n = int(counts.sum())
     if n == 0:
         return
-    ts_l = _timestamps(clock, counts, rng).tolist()
+    ts_arr, tsj_l = store.stamp_many(_timestamps(clock, counts, rng), rng.random(n))
+    ts_l = ts_arr.tolist()
     has_outlet = c in (OFFLINE, COMMUNITY)
     outlet_l: list[int]
     if has_outlet:
@@ -354,21 +355,27 @@ def _scans(
     else:
         users = _pick_users(world, r, None, rng.random(n))
         outlet_l = [-1] * n
-    ndev = np.asarray(world.user_ndev[: world.n_background_users], dtype=np.int64)
-    devk_l = ((rng.random(n) < SECOND_DEVICE_P) & (ndev[users] == 2)).astype(np.int64).tolist()
+    nbg = world.n_background_users
+    ndev = np.asarray(world.user_ndev[:nbg], dtype=np.int64)
+    devk = (rng.random(n) < SECOND_DEVICE_P) & (ndev[users] == 2)
+    dev_slot_l = (2 * users + devk).tolist()
     users_l = users.tolist()
-    jlat_l = rng.normal(0.0, 0.0008, n).tolist()
-    jlon_l = rng.normal(0.0, 0.0008, n).tolist()
+    lat = np.asarray(world.user_lat[:nbg])[users] + rng.normal(0.0, 0.0008, n)
+    lon = np.asarray(world.user_lon[:nbg])[users] + rng.normal(0.0, 0.0008, n)
+    lat_l = np.round(lat, 6).tolist()
+    lon_l = np.round(lon, 6).tolist()
     noloc_l = (rng.random(n) < NO_LOCATION_P).tolist()
     ured_l = rng.random(n).tolist()
     delay = REDEEM_MEDIAN_MS[c] * np.exp(REDEEM_SIGMA[c] * rng.standard_normal(n))
-    delay_l = np.clip(delay, REDEEM_MIN_MS[c], REDEEM_CAP_MS).astype(np.int64).tolist()
+    delay = np.clip(delay, REDEEM_MIN_MS[c], REDEEM_CAP_MS).astype(np.int64)
+    rts_arr, rtsj_l = store.stamp_many(ts_arr + delay, rng.random(n))
+    rts_l = rts_arr.tolist()
     fixed = np.asarray(REWARD_CENTS)[rng.integers(0, len(REWARD_CENTS), n)]
     free = rng.integers(50, 501, n)
-    amount_l = np.where(rng.random(n) < 0.7, fixed, free).tolist()
+    amount_l = (np.where(rng.random(n) < 0.7, fixed, free) / 100).tolist()
     uresc_l = rng.random(n).tolist()
-    resc_delay_l = np.clip(180_000 * np.exp(1.2 * rng.standard_normal(n)), 10_000, 6 * 3_600_000)
-    resc_delay_l = resc_delay_l.astype(np.int64).tolist()
+    resc_delay = np.clip(180_000 * np.exp(1.2 * rng.standard_normal(n)), 10_000, 6 * 3_600_000)
+    resc_delay_l = resc_delay.astype(np.int64).tolist()
     udiv_l = rng.random(n).tolist()
     udiv2_l = rng.random(n).tolist()
 
@@ -383,79 +390,96 @@ def _scans(
     sku_ids = [sk.sku_id for sk in SKUS]
     sku_camp = [sk.campaign for sk in SKUS]
     user_ids = world.user_ids
-    user_lat = world.user_lat
-    user_lon = world.user_lon
     user_city = world.user_city
     city_names = [ci[1].name for ci in world.cities]
     outlet_ids = [o.outlet_id for o in world.outlets]
-    device_id = world.device_id
+    devices = world.devices
     variant = world.variant
-    stamp = store.stamp
-    add = store.add
+    put = store.put
     take = supply.take
+    divert = supply.divert
     outlet_pool = supply.outlet_pool
     eco_pool = supply.eco_pool[r]
     mask = (1 << CODE_BITS) - 1
+    region = REGIONS[r].code
+    channel = CHANNELS[c]
 
     for i in range(n):
-        ts, f = stamp(ts_l[i])
+        ts = ts_l[i]
         u = users_l[i]
         o = outlet_l[i]
-        code = supply.divert(r, udiv2_l[i]) if udiv_l[i] < DIVERT_P else -1
+        code = divert(r, udiv2_l[i]) if udiv_l[i] < DIVERT_P else -1
         if code < 0:
             code = take(outlet_pool[o] if o >= 0 else eco_pool, ts)
         b = code >> CODE_BITS
         sku = b_sku[b]
         camp = sku_camp[sku]
         var = variant(camp, u)
-        dev = device_id(u, devk_l[i])
+        dev = devices[dev_slot_l[i]]
         code_id = f"{b_ids[b]}-{code & mask:06d}"
-        fields: dict[str, object] = {
+        uid = user_ids[u]
+        d: dict[str, object] = {
+            "event_id": None,
+            "type": "scan",
+            "ts": tsj_l[i],
+            "region": region,
+            "channel": channel,
             "code_id": code_id,
-            "user_id": user_ids[u],
+            "user_id": uid,
             "batch_id": b_ids[b],
             "sku": sku_ids[sku],
+            "outlet_id": outlet_ids[o] if o >= 0 else None,
+            "device_id": dev,
+            "city": city_names[user_city[u]],
+            "lat": lat_l[i],
+            "lon": lon_l[i],
+            "campaign_id": camp_ids[camp],
+            "variant": VARIANTS[var],
         }
-        if o >= 0:
-            fields["outlet_id"] = outlet_ids[o]
-        fields["device_id"] = dev
-        fields["city"] = city_names[user_city[u]]
-        if not noloc_l[i]:
-            fields["lat"] = round(user_lat[u] + jlat_l[i], 6)
-            fields["lon"] = round(user_lon[u] + jlon_l[i], 6)
-        fields["campaign_id"] = camp_ids[camp]
-        fields["variant"] = VARIANTS[var]
-        add(SCAN, s, ts, f, fields, user=u, code=code)
+        if o < 0:
+            del d["outlet_id"]
+        if noloc_l[i]:
+            del d["lat"], d["lon"]
+        rescan = dict(d) if uresc_l[i] < RESCAN_P else None
+        put(SCAN, s, ts, d, u, code)
 
         ur = ured_l[i]
         p = base_p + deltas[camp] * var
         if ur < p:
-            rts = ts + delay_l[i]
+            rts = rts_l[i]
             if rts < end:
                 keep = True
                 for w in keep_windows:
                     if w.start <= rts < w.end and (w.outlet < 0 or w.outlet == o):
                         keep = ur < p * w.factor
                 if keep:
-                    rts, rf = stamp(rts)
-                    rfields: dict[str, object] = {"code_id": code_id, "user_id": user_ids[u]}
-                    if o >= 0:
-                        rfields["outlet_id"] = outlet_ids[o]
-                    rfields["device_id"] = dev
-                    rfields["amount"] = amount_l[i] / 100
-                    rfields["campaign_id"] = camp_ids[camp]
-                    rfields["variant"] = VARIANTS[var]
-                    add(REDEMPTION, s, rts, rf, rfields, user=u, code=code)
-        if uresc_l[i] < RESCAN_P:
+                    rd: dict[str, object] = {
+                        "event_id": None,
+                        "type": "redemption",
+                        "ts": rtsj_l[i],
+                        "region": region,
+                        "channel": channel,
+                        "code_id": code_id,
+                        "user_id": uid,
+                        "outlet_id": outlet_ids[o] if o >= 0 else None,
+                        "device_id": dev,
+                        "amount": amount_l[i],
+                        "campaign_id": camp_ids[camp],
+                        "variant": VARIANTS[var],
+                    }
+                    if o < 0:
+                        del rd["outlet_id"]
+                    put(REDEMPTION, s, rts, rd, u, code)
+        if rescan is not None:
             # the owner checks the same code again later: same user, same code
             sts = ts + resc_delay_l[i]
             if sts < end:
-                sts, sf = stamp(sts)
-                again = dict(fields)
-                if "lat" in again:
-                    again["lat"] = round(user_lat[u] + jlon_l[i] * 0.5, 6)
-                    again["lon"] = round(user_lon[u] + jlat_l[i] * 0.5, 6)
-                add(SCAN, s, sts, sf, again, user=u, code=code)
+                sts, sf = store.stamp(sts)
+                rescan["ts"] = store.render_ts(sts, sf)
+                if "lat" in rescan:  # a fresh GPS fix a few metres away
+                    rescan["lat"] = round(lat_l[i] + 0.00021, 6)
+                    rescan["lon"] = round(lon_l[i] - 0.00017, 6)
+                put(SCAN, s, sts, rescan, u, code)
 
 
 def _orders(
@@ -471,7 +495,8 @@ def _orders(
     n = int(counts.sum())
     if n == 0:
         return
-    ts_l = _timestamps(clock, counts, rng).tolist()
+    ts_arr, tsj_l = store.stamp_many(_timestamps(clock, counts, rng), rng.random(n))
+    ts_l = ts_arr.tolist()
     if c in (OFFLINE, COMMUNITY):
         so = np.asarray(world.series_outlets[s], dtype=np.int64)
         cum = world.series_outlet_cum[s]
@@ -497,31 +522,41 @@ def _orders(
     recent: list[int] = []
     user_ids = world.user_ids
     outlet_ids = [o.outlet_id for o in world.outlets]
-    stamp = store.stamp
-    add = store.add
+    put = store.put
+    next_order_id = store.next_order_id
     variant = world.variant
+    region = REGIONS[r].code
+    channel = CHANNELS[c]
+    skus = SKUS
+    camp_ids = [cp.campaign_id for cp in CAMPAIGNS]
     for i in range(n):
-        ts, f = stamp(ts_l[i])
         if urep_l[i] < REPEAT_RECENT_P and recent:
             # a customer who bought a few hours ago comes back
             u = recent[max(0, len(recent) - 1 - back_l[i])]
         else:
             u = users_l[i]
         recent.append(u)
-        sk = SKUS[sku_l[i]]
+        sk = skus[sku_l[i]]
         qty = qty_l[i]
         cents = round(sk.price_cents * qty * disc_l[i])
-        fields: dict[str, object] = {
-            "order_id": store.next_order_id(),
+        o = outlet_l[i]
+        d: dict[str, object] = {
+            "event_id": None,
+            "type": "order",
+            "ts": tsj_l[i],
+            "region": region,
+            "channel": channel,
+            "order_id": next_order_id(),
             "user_id": user_ids[u],
             "amount": cents / 100,
+            "quantity": qty,
+            "sku": sk.sku_id,
+            "outlet_id": outlet_ids[o] if o >= 0 else None,
+            "campaign_id": camp_ids[sk.campaign],
+            "variant": VARIANTS[variant(sk.campaign, u)],
         }
-        if qty != 1 or not omitq_l[i]:
-            fields["quantity"] = qty
-        fields["sku"] = sk.sku_id
-        o = outlet_l[i]
-        if o >= 0:
-            fields["outlet_id"] = outlet_ids[o]
-        fields["campaign_id"] = CAMPAIGNS[sk.campaign].campaign_id
-        fields["variant"] = VARIANTS[variant(sk.campaign, u)]
-        add(ORDER, s, ts, f, fields, user=u, cents=cents)
+        if qty == 1 and omitq_l[i]:
+            del d["quantity"]  # quantity defaults to 1
+        if o < 0:
+            del d["outlet_id"]
+        put(ORDER, s, ts_l[i], d, u, -1, cents)

@@ -215,6 +215,20 @@ def mix64(x: int) -> int:
     return z ^ (z >> 31)
 
 
+def mix64_many(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """`mix64` over an array (uint64 arithmetic wraps, as the masks do above)."""
+    z = x.astype(np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def hex16_many(z: npt.NDArray[np.uint64]) -> list[str]:
+    """Each value as 16 lowercase hex digits, like f"{v:016x}" but in bulk."""
+    h = z.astype(">u8").tobytes().hex()
+    return [h[i : i + 16] for i in range(0, len(h), 16)]
+
+
 class Batches:
     """Every batch of codes in the run, shipped or not, in creation order."""
 
@@ -293,6 +307,10 @@ class World:
                 np.cumsum(np.concatenate([city_weights[ci] for ci in self.region_cities[ri]]))
             )
         self.n_background_users = len(self.user_ids)
+        # personal devices of the background users, two slots each (built in bulk: a
+        # million f-strings would cost more than the rest of the world together)
+        slots = np.arange(2 * self.n_background_users, dtype=np.uint64)
+        self.devices = hex16_many(mix64_many(slots + np.uint64((seed << 41) & _MASK64)))
 
         # outlets
         self.outlets: list[Outlet] = []

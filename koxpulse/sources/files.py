@@ -9,7 +9,6 @@ is kept only up to the cap and still becomes exactly one dead letter.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 from collections.abc import Callable, Sequence
 from typing import IO
@@ -53,7 +52,14 @@ def check_inputs(paths: Sequence[str]) -> list[str]:
 
 
 class FilePartition(StatefulSourcePartition[RawBatch, FileState]):
-    """Reads one file in batches of whole lines."""
+    """Reads one file in batches of whole lines.
+
+    Reads large blocks and splits them in C rather than calling ``readline``
+    per line; a line longer than the cap is cut at the cap and the rest of it
+    skipped, so memory stays bounded whatever the input.
+    """
+
+    BLOCK = 1 << 20
 
     def __init__(
         self,
@@ -72,35 +78,64 @@ class FilePartition(StatefulSourcePartition[RawBatch, FileState]):
                 self._f.seek(self._offset)
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise SourceError(f"cannot resume {path} at byte {self._offset}: {exc}") from exc
+        self._pending: list[bytes] = []  # complete lines not handed out yet, in order
+        self._pending_at = 0
+        self._sizes: list[int] = []  # bytes each pending line occupied in the file
+        self._carry = b""  # the start of a line whose end has not been read yet
+        self._carry_size = 0  # its true size in the file (may exceed what is kept)
+        self._eof = False
         self._done = False
+
+    def _fill(self) -> None:
+        """Read blocks until at least one batch of lines is pending or the file ends."""
+        cap = LINE_KEEP_BYTES
+        while len(self._pending) - self._pending_at < self._batch_lines and not self._eof:
+            try:
+                block = self._f.read(self.BLOCK)
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise SourceError(
+                    f"cannot read {self._path} after line {self._line - 1}: {exc}"
+                ) from exc
+            if self._pending_at:
+                del self._pending[: self._pending_at]
+                del self._sizes[: self._pending_at]
+                self._pending_at = 0
+            if not block:
+                self._eof = True
+                if self._carry_size:
+                    self._pending.append(self._carry[:cap])
+                    self._sizes.append(self._carry_size)
+                    self._carry, self._carry_size = b"", 0
+                break
+            parts = block.split(b"\n")
+            last = parts.pop()
+            if parts:
+                first = self._carry + parts[0] if self._carry_size < cap else self._carry
+                self._sizes.append(self._carry_size + len(parts[0]) + 1)
+                self._pending.append(first[:cap])
+                rest = parts[1:]
+                self._sizes.extend([len(p) + 1 for p in rest])
+                if rest and max(map(len, rest)) > cap:
+                    rest = [p[:cap] for p in rest]
+                self._pending.extend(rest)
+                self._carry, self._carry_size = last[: cap + 1], len(last)
+            else:
+                if self._carry_size < cap:
+                    self._carry = (self._carry + last)[: cap + 1]
+                self._carry_size += len(last)
 
     def next_batch(self) -> list[RawBatch]:
         if self._done:
             raise StopIteration
-        readline = self._f.readline
-        limit = LINE_KEEP_BYTES + 1
-        messages: list[bytes] = []
+        self._fill()
+        start = self._pending_at
+        stop = min(start + self._batch_lines, len(self._pending))
+        messages = self._pending[start:stop]
+        self._offset += sum(self._sizes[start:stop])
+        self._pending_at = stop
         first = self._line
-        consumed = 0
-        try:
-            for _ in range(self._batch_lines):
-                line = readline(limit)
-                if not line:
-                    self._done = True
-                    break
-                consumed += len(line)
-                if line[-1:] == b"\n":
-                    line = line[:-1]
-                elif len(line) == limit:
-                    line, extra = line[:LINE_KEEP_BYTES], self._skip_rest_of_line()
-                    consumed += extra
-                messages.append(line)
-        except (OSError, EOFError, gzip.BadGzipFile, io.UnsupportedOperation) as exc:
-            raise SourceError(
-                f"cannot read {self._path} near line {self._line + len(messages)}: {exc}"
-            ) from exc
-        self._offset += consumed
         self._line += len(messages)
+        self._done = self._eof and stop == len(self._pending)
         return [
             RawBatch(
                 partition=self._path,
@@ -112,14 +147,6 @@ class FilePartition(StatefulSourcePartition[RawBatch, FileState]):
                 eof=self._done,
             )
         ]
-
-    def _skip_rest_of_line(self) -> int:
-        skipped = 0
-        while True:
-            chunk = self._f.readline(1 << 20)
-            skipped += len(chunk)
-            if not chunk or chunk[-1:] == b"\n":
-                return skipped
 
     def snapshot(self) -> FileState:
         return (self._offset, self._line)

@@ -81,8 +81,11 @@ def assert_kpis_equal(got: list[dict[str, Any]], truth: list[dict[str, Any]]) ->
                 assert have == want, (col, g, t)
 
 
-@pytest.fixture(scope="module", params=[(1, ".jsonl"), (2, ".jsonl.gz"), (3, ".jsonl")],
-                ids=["seed1", "seed2-gzip", "seed3"])
+@pytest.fixture(
+    scope="module",
+    params=[(1, ".jsonl"), (2, ".jsonl.gz"), (3, ".jsonl")],
+    ids=["seed1", "seed2-gzip", "seed3"],
+)
 def replayed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     seed, suffix = request.param
     d = tmp_path_factory.mktemp(f"replay-{seed}")
@@ -103,8 +106,11 @@ def test_kpis_equal_the_independent_ground_truth(replayed) -> None:
 def test_every_invalid_line_gives_exactly_one_dead_letter_with_its_reason(replayed) -> None:
     stream, dsn, _ = replayed
     expected = json.loads(companion_paths(stream).expected.read_text())
-    rows = query(dsn, "SELECT source, position, reason_code, reason FROM koxpulse.dead_letters "
-                      "FINAL ORDER BY toUInt64(position)")
+    rows = query(
+        dsn,
+        "SELECT source, position, reason_code, reason FROM koxpulse.dead_letters "
+        "FINAL ORDER BY toUInt64(position)",
+    )
     assert [int(r["position"]) for r in rows] == [i["line"] for i in expected["invalid"]]
     assert {r["source"] for r in rows} == {str(stream)}
     for row, inv in zip(rows, expected["invalid"], strict=True):
@@ -122,24 +128,32 @@ def test_late_events_and_duplicates_are_accounted(replayed) -> None:
     assert sorted(r["event_id"] for r in late) == sorted(expected["late_event_ids"])
     assert expected["late_event_ids"], "the stream should contain late events"
     metrics = (d / "metrics.prom").read_text()
-    sample = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-              for line in metrics.splitlines() if line and not line.startswith("#")}
+    sample = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
     assert sample['koxpulse_events_total{outcome="duplicate",type="any"}'] == expected["duplicates"]
     assert sample["koxpulse_late_events_total"] == len(expected["late_event_ids"])
     assert sum(v for k, v in sample.items() if k.startswith("koxpulse_dead_letters_total{")) == len(
-        expected["invalid"])
+        expected["invalid"]
+    )
     assert sample['koxpulse_messages_read_total{source="file"}'] == expected["lines"]
 
 
 def test_replaying_the_same_file_again_changes_nothing_under_final(replayed) -> None:
     stream, dsn, _ = replayed
-    before = (query(dsn, KPI_SQL),
-              query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
-              query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"))
+    before = (
+        query(dsn, KPI_SQL),
+        query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
+        query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"),
+    )
     replay([stream], dsn)
-    after = (query(dsn, KPI_SQL),
-             query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
-             query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"))
+    after = (
+        query(dsn, KPI_SQL),
+        query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
+        query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"),
+    )
     assert after == before
     raw = query(dsn, "SELECT count() AS n FROM koxpulse.kpi_minute")
     assert raw[0]["n"] >= before[0].__len__()  # both copies may still be stored unmerged

@@ -81,10 +81,16 @@ def test_unknown_fields_and_nulls_for_optional_fields_are_accepted() -> None:
         (b"", "empty", "message is empty"),
         (b"   ", "empty", "message is empty"),
         (b"\xff\xfe{}", "invalid_utf8", "message is not valid UTF-8 (byte 0xff at offset 0)"),
-        (scan(region="r").replace(b'"r"', b'"r\xff"'), "invalid_utf8",
-         "message is not valid UTF-8 (byte 0xff at offset"),
-        (scan(junk="j").replace(b'"j"', b'"\xc3"'), "invalid_utf8",
-         "message is not valid UTF-8 (byte 0xc3 at offset"),
+        (
+            scan(region="r").replace(b'"r"', b'"r\xff"'),
+            "invalid_utf8",
+            "message is not valid UTF-8 (byte 0xff at offset",
+        ),
+        (
+            scan(junk="j").replace(b'"j"', b'"\xc3"'),
+            "invalid_utf8",
+            "message is not valid UTF-8 (byte 0xc3 at offset",
+        ),
         (msg(ts=1), "missing_field", "message is missing required field type"),
         (
             msg(type="refund", ts=1),
@@ -220,11 +226,15 @@ def test_oversized_message_is_refused_before_parsing() -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=300) | st.builds(
-    lambda pre, junk, post: pre + junk + post,
-    st.sampled_from([scan()[:40], scan()[:-2], b'{"type":"scan","event_id":"']),
-    st.binary(max_size=8),
-    st.sampled_from([b"", scan()[40:], b'"}', b'","ts":1}'])))
+@given(
+    st.binary(max_size=300)
+    | st.builds(
+        lambda pre, junk, post: pre + junk + post,
+        st.sampled_from([scan()[:40], scan()[:-2], b'{"type":"scan","event_id":"']),
+        st.binary(max_size=8),
+        st.sampled_from([b"", scan()[40:], b'"}', b'","ts":1}']),
+    )
+)
 def test_any_bytes_give_an_event_or_an_invalid_message(raw: bytes) -> None:
     try:
         ev, ms = decode_event(raw)

@@ -6,6 +6,8 @@ import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from koxpulse.errors import ConfigError
 from koxpulse.events import MAX_MESSAGE_BYTES
@@ -84,3 +86,49 @@ def test_missing_input_is_a_usage_error(tmp_path: Path) -> None:
         check_inputs([str(tmp_path / "nope.jsonl")])
     with pytest.raises(ConfigError, match="no input"):
         check_inputs([])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    trailing_newline=st.booleans(),
+    block=st.integers(1, 64),
+    batch=st.integers(1, 7),
+    cap=st.integers(5, 50),
+)
+def test_block_reader_matches_line_semantics_and_resumes(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[bytes],
+    trailing_newline: bool,
+    block: int,
+    batch: int,
+    cap: int,
+) -> None:
+    import koxpulse.sources.files as files
+
+    data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
+    p = tmp_path_factory.mktemp("blk") / "a.jsonl"
+    p.write_bytes(data)
+    expected = data.split(b"\n")
+    if expected and expected[-1] == b"":
+        expected.pop()
+    expected = [line[:cap] for line in expected]
+    old_block, old_cap = FilePartition.BLOCK, files.LINE_KEEP_BYTES
+    FilePartition.BLOCK, files.LINE_KEEP_BYTES = block, cap
+    try:
+        got = [m for b in read_all(p, batch) for m in b.messages]
+        assert got == expected
+        # stop after the first batch, resume from the snapshot: the rest follows exactly
+        part = FilePartition(str(p), batch, None, lambda: 0)
+        first = part.next_batch()[0].messages
+        state = part.snapshot()
+        part.close()
+        rest = (
+            [m for b in read_all(p, batch, resume=state) for m in b.messages]
+            if not (len(first) == len(expected))
+            else []
+        )
+        assert first + rest == expected
+        assert state[1] == 1 + len(first)
+    finally:
+        FilePartition.BLOCK, files.LINE_KEEP_BYTES = old_block, old_cap

@@ -225,10 +225,23 @@ def test_state_expires_with_the_watermark() -> None:
         f.send("a", [scan(f"s{i}-{j}", T0 + i * MINUTE_MS + j, f"u{j}") for j in range(50)])
     agg = f.agg
     assert agg.open_windows <= 2
-    # ids older than watermark - horizon are forgotten: about 17 minutes x 50 ids remain
-    assert len(agg.seen) <= 18 * 50
+    # ids more than the horizon older than the newest event are forgotten: 16 minutes remain
+    assert len(agg.seen) <= 17 * 50
     f.send("a", [order("o", T0 + 200 * DAY_MS, "u1")], eof=True)
     assert len(agg.last_order) == 1
+
+
+def test_a_copy_within_the_horizon_is_dropped_and_one_beyond_it_counts() -> None:
+    hour = 60 * MINUTE_MS
+    f = Feed("a", dedup_horizon_ms=15 * MINUTE_MS, allowed_lateness_ms=hour)
+    f.send("a", [scan("x", T0), scan("y", T0)])
+    f.send("a", [scan("n1", T0 + 14 * MINUTE_MS), scan("x", T0)])  # 14 min later: a copy
+    f.send("a", [scan("n2", T0 + 30 * MINUTE_MS)])
+    f.send("a", [scan("n3", T0 + 70 * MINUTE_MS)])  # newest moves on: ids of T0 expire
+    f.send("a", [scan("y", T0 + 50 * MINUTE_MS)], eof=True)  # "y" again, 70 min later
+    assert f.agg.dedup_evictions == 0
+    scans = {r[0]: r[3] for r in f.rows}
+    assert scans[T0] == 2 and scans[T0 + 50 * MINUTE_MS] == 1
 
 
 def test_dedup_memory_has_a_hard_cap() -> None:
