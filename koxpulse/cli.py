@@ -171,11 +171,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         args.out, hours=args.hours, seed=args.seed, scale=args.scale, incidents=args.incidents
     )
     paths = companion_paths(args.out)
-    print(f"wrote {args.out}: {summary}")
-    for label, path in (
-        vars(paths).items() if hasattr(paths, "__dict__") else paths._asdict().items()
-    ):  # type: ignore[attr-defined]
-        print(f"  {label}: {path}")
+    print(
+        f"wrote {args.out}: {summary.lines:,} lines, {summary.valid_events:,} valid events, "
+        f"{summary.duplicates:,} duplicates, {summary.invalid_lines:,} invalid, "
+        f"{summary.late_events:,} late, {summary.incidents} labelled incidents"
+    )
+    for label in ("truth", "labels", "expected"):
+        print(f"  {label}: {getattr(paths, label)}")
     return 0
 
 
