@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from koxpulse.events import AnyEvent
 
 
@@ -49,7 +52,7 @@ class DecodedBatch:
     position_prefix: str
     received_at_ms: int
     events: list[AnyEvent]
-    ts: list[int]
+    ts: npt.NDArray[np.int64]  # epoch ms, one per event
     positions: list[int]
     messages: int
     eof: bool = False

@@ -6,16 +6,27 @@ deliver an on-time event for it. That makes each emitted row final: no
 partial rows, no corrections, and repeat-buyer history can be a single
 "last order minute" per user because minutes close in time order.
 
+The counting is batch-columnar: per batch and minute, C-level builtins
+(``map`` with ``attrgetter``, ``zip``, ``Counter.update``, ``set.update``)
+do the per-event work, because a Python loop over events would cost more than
+decoding them.
+
 Memory is bounded by event-time expiry: dedup ids live for the dedup horizon
-past the watermark (with a hard cap), open windows only until the watermark
-passes them, and per-user order history for the repeat-buyer lookback.
+past the slowest partition's newest event (with a hard cap), open minutes only
+until the watermark passes them, and per-user order history for the
+repeat-buyer lookback.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, is_, itemgetter
+
+import numpy as np
 
 from koxpulse.batches import DecodedBatch, LateEvent
 from koxpulse.events import AnyEvent, Order, Redemption, Scan
@@ -44,20 +55,57 @@ KPI_COLUMNS = (
     "version",
 )
 
+Key = tuple[str, str]  # (region, channel)
 
-class Window:
-    """Counters and distinct sets of one (minute, region, channel)."""
+_ID = attrgetter("event_id")
+_REGION = attrgetter("region")
+_CHANNEL = attrgetter("channel")
+_CLASS = attrgetter("__class__")
+_CODE = attrgetter("code_id")
+_USER = attrgetter("user_id")
+_AMOUNT = attrgetter("amount")
+_FIRST = itemgetter(0)
+_INFINITY = 2**62
 
-    __slots__ = ("buyers", "codes", "orders", "redemptions", "revenue", "scanners", "scans")
+
+class Minute:
+    """Everything counted for one minute, across all (region, channel) keys."""
+
+    __slots__ = ("buyers", "codes", "keys", "orders", "redemptions", "revenue", "scanners", "scans")
 
     def __init__(self) -> None:
-        self.scans = 0
-        self.codes: set[str] = set()
-        self.scanners: set[str] = set()
-        self.redemptions = 0
-        self.orders = 0
-        self.revenue = 0.0
-        self.buyers: set[str] = set()
+        self.keys: set[Key] = set()
+        self.scans: Counter[Key] = Counter()
+        self.redemptions: Counter[Key] = Counter()
+        self.orders: Counter[Key] = Counter()
+        self.revenue: dict[Key, float] = {}
+        self.codes: set[tuple[Key, str]] = set()
+        self.scanners: set[tuple[Key, str]] = set()
+        self.buyers: set[tuple[Key, str]] = set()
+
+    def add(self, events: list[AnyEvent]) -> None:
+        keys = list(zip(map(_REGION, events), map(_CHANNEL, events), strict=True))
+        self.keys.update(keys)
+        classes = list(map(_CLASS, events))
+        is_scan = list(map(is_, classes, repeat(Scan)))
+        if True in is_scan:
+            scans = list(compress(events, is_scan))
+            skeys = list(compress(keys, is_scan))
+            self.scans.update(skeys)
+            self.codes.update(zip(skeys, map(_CODE, scans), strict=True))
+            self.scanners.update(zip(skeys, map(_USER, scans), strict=True))
+        is_red = list(map(is_, classes, repeat(Redemption)))
+        if True in is_red:
+            self.redemptions.update(compress(keys, is_red))
+        is_order = list(map(is_, classes, repeat(Order)))
+        if True in is_order:
+            orders = list(compress(events, is_order))
+            okeys = list(compress(keys, is_order))
+            self.orders.update(okeys)
+            self.buyers.update(zip(okeys, map(_USER, orders), strict=True))
+            revenue = self.revenue
+            for key, amount in zip(okeys, map(_AMOUNT, orders), strict=True):
+                revenue[key] = revenue.get(key, 0.0) + amount
 
 
 @dataclass(slots=True)
@@ -71,20 +119,18 @@ class KpiOutput:
     duplicates: int = 0
     closed_through: int | None = None  # every minute before this is final
 
-    @property
-    def late_count(self) -> int:
-        return len(self.late)
-
 
 @dataclass
 class KpiAggregator:
     """Dedup, lateness-by-window and 1-minute tumbling KPIs over all partitions.
 
+    >>> import numpy as np
     >>> agg = KpiAggregator(expected_partitions={"f"})
     >>> from koxpulse.events import Scan
     >>> ev = Scan(event_id="e1", ts=60_000, region="CN-SD", channel="offline",
     ...           code_id="c1", user_id="u1")
-    >>> b = DecodedBatch("f", "f", "", 0, [ev, ev], [60_000, 60_000], [1, 2], 2, eof=True)
+    >>> b = DecodedBatch("f", "f", "", 0, [ev, ev], np.array([60_000, 60_000]), [1, 2], 2,
+    ...                  eof=True)
     >>> out = agg.process(b)
     >>> out.duplicates, [r[:6] for r in out.rows]
     (1, [(60000, 'CN-SD', 'offline', 1, 1, 1)])
@@ -102,10 +148,11 @@ class KpiAggregator:
         self.expected: set[str] = set(self.expected_partitions)
         self.watermarks: dict[str, int | None] = {}
         self.finished: set[str] = set()
-        self.windows: dict[int, dict[tuple[str, str], Window]] = {}
+        self.minutes: dict[int, Minute] = {}
         self.closed_before: int | None = None
         self.seen: set[str] = set()
-        self.seen_buckets: dict[int, list[str]] = {}
+        # ids by the newest event time of the batch that brought them, for expiry
+        self.seen_batches: list[tuple[int, list[str]]] = []
         self.last_order: dict[str, int] = {}
         self.dedup_evictions = 0
         self._version = 0
@@ -116,7 +163,8 @@ class KpiAggregator:
     def process(self, batch: DecodedBatch) -> KpiOutput:
         """Count a batch, then close every window the new watermark allows."""
         out = KpiOutput()
-        self._count(batch, out)
+        if batch.events:
+            self._count(batch, out)
         part = batch.partition
         if batch.watermark is not None or part not in self.watermarks:
             self.watermarks[part] = batch.watermark
@@ -133,75 +181,70 @@ class KpiAggregator:
 
     @property
     def open_windows(self) -> int:
-        return sum(len(w) for w in self.windows.values())
+        return sum(len(m.keys) for m in self.minutes.values())
 
     # -- counting ---------------------------------------------------------------------
 
     def _count(self, batch: DecodedBatch, out: KpiOutput) -> None:
-        seen = self.seen
-        buckets = self.seen_buckets
-        windows = self.windows
-        closed_before = self.closed_before if self.closed_before is not None else -(2**62)
-        late_idx = set(batch.late) if batch.late else ()
-        keep = self.keep_accepted
-        accepted = out.accepted
-        ok = dups = 0
         events = batch.events
-        stamps = batch.ts
-        cur_minute = None
-        cur_bucket: list[str] = []
-        cur_windows: dict[tuple[str, str], Window] = {}
-        for i in range(len(events)):
-            ev = events[i]
-            eid = ev.event_id
-            if eid in seen:
-                dups += 1
-                continue
-            seen.add(eid)
-            t = stamps[i]
-            minute = t - t % MINUTE_MS
-            if minute != cur_minute:
-                cur_minute = minute
-                cur_bucket = buckets.get(minute) or buckets.setdefault(minute, [])
-                cur_windows = windows.get(minute) or windows.setdefault(minute, {})
-            cur_bucket.append(eid)
-            if (late_idx and i in late_idx) or minute < closed_before:
-                out.late.append(self._late(batch, i))
-                continue
-            key = (ev.region, ev.channel)
-            w = cur_windows.get(key)
-            if w is None:
-                w = cur_windows[key] = Window()
-            cls = ev.__class__
-            if cls is Scan:
-                w.scans += 1
-                w.codes.add(ev.code_id)  # type: ignore[union-attr]
-                w.scanners.add(ev.user_id)  # type: ignore[union-attr]
-            elif cls is Redemption:
-                w.redemptions += 1
-            elif cls is Order:
-                w.orders += 1
-                w.revenue += ev.amount  # type: ignore[union-attr,operator]
-                w.buyers.add(ev.user_id)  # type: ignore[union-attr]
-            ok += 1
-            if keep:
-                accepted.append((ev, t))
-        # A minute that only received late events must not leave an empty window behind.
-        for minute in {stamps[i] - stamps[i] % MINUTE_MS for i in late_idx} if late_idx else ():
-            if minute in windows and not windows[minute]:
-                del windows[minute]
-        if closed_before > -(2**62):
-            for minute in [m for m in windows if m < closed_before]:
-                del windows[minute]
-        out.ok += ok
+        ts = batch.ts
+        n = len(events)
+        ids = list(map(_ID, events))
+        seen = self.seen
+        repeated = list(map(seen.__contains__, ids))
+        drop: set[int] = set()
+        if True in repeated or len(set(ids)) != n:
+            local: set[str] = set()
+            for i, eid in enumerate(ids):
+                if repeated[i] or eid in local:
+                    drop.add(i)
+                else:
+                    local.add(eid)
+        dups = len(drop)
+        seen.update(ids)
+        self.seen_batches.append((int(ts.max()), ids))
+
+        minutes = ts - ts % MINUTE_MS
+        late = set(batch.late) - drop if batch.late else set()
+        if self.closed_before is not None:
+            too_old = np.flatnonzero(minutes < self.closed_before).tolist()
+            if too_old:
+                late.update(i for i in too_old if i not in drop)
+        for i in sorted(late):
+            out.late.append(self._late(batch, i))
+        drop |= late
+
+        if drop:
+            keep = [i for i in range(n) if i not in drop]
+            events = [events[i] for i in keep]
+            minutes = minutes[keep]
+            ts = ts[keep]
+        if not events:
+            out.duplicates += dups
+            return
+        first, last = int(minutes.min()), int(minutes.max())
+        if first == last:
+            self._minute(first).add(events)
+        else:
+            for m in np.unique(minutes).tolist():
+                self._minute(m).add(list(compress(events, (minutes == m).tolist())))
+        out.ok += len(events)
         out.duplicates += dups
+        if self.keep_accepted:
+            out.accepted.extend(zip(events, ts.tolist(), strict=True))
+
+    def _minute(self, m: int) -> Minute:
+        state = self.minutes.get(m)
+        if state is None:
+            state = self.minutes[m] = Minute()
+        return state
 
     @staticmethod
     def _late(batch: DecodedBatch, i: int) -> LateEvent:
         ev = batch.events[i]
         return LateEvent(
             received_at_ms=batch.received_at_ms,
-            ts=batch.ts[i],
+            ts=int(batch.ts[i]),
             type=ev.__class__.__name__.lower(),
             region=ev.region,
             channel=ev.channel,
@@ -214,9 +257,9 @@ class KpiAggregator:
 
     def _global_watermark(self) -> int | None:
         """Slowest watermark over partitions still reading; None while one is unknown."""
-        active = [p for p in self.watermarks if p not in self.finished]
         if any(p not in self.watermarks and p not in self.finished for p in self.expected):
             return None
+        active = [p for p in self.watermarks if p not in self.finished]
         if not active:
             return None if not self.finished else _INFINITY
         marks = [self.watermarks[p] for p in active]
@@ -228,8 +271,8 @@ class KpiAggregator:
         if wm is None and not everything:
             return
         limit = _INFINITY if everything or wm is None else wm
-        for minute in sorted(m for m in self.windows if m + MINUTE_MS <= limit):
-            self._emit_minute(minute, self.windows.pop(minute), out)
+        for minute in sorted(m for m in self.minutes if m + MINUTE_MS <= limit):
+            self._emit_minute(minute, self.minutes.pop(minute), out)
             if self.closed_before is None or minute + MINUTE_MS > self.closed_before:
                 self.closed_before = minute + MINUTE_MS
         if not everything and wm is not None and wm != _INFINITY:
@@ -240,64 +283,69 @@ class KpiAggregator:
         if wm is not None and wm != _INFINITY:
             self._expire(wm)
 
-    def _emit_minute(
-        self, minute: int, keys: dict[tuple[str, str], Window], out: KpiOutput
-    ) -> None:
+    def _emit_minute(self, minute: int, state: Minute, out: KpiOutput) -> None:
         last_order = self.last_order
         since = minute - self.repeat_lookback_ms
-        now = self.version_clock()
-        version = self._version = max(self._version + 1, now)
-        for (region, channel), w in sorted(keys.items()):
-            repeat = 0
-            for user in w.buyers:
+        version = self._version = max(self._version + 1, self.version_clock())
+        codes = Counter(map(_FIRST, state.codes))
+        scanners = Counter(map(_FIRST, state.scanners))
+        buyers: dict[Key, list[str]] = {}
+        for key, user in state.buyers:
+            buyers.setdefault(key, []).append(user)
+        for key in sorted(state.keys):
+            scans = state.scans[key]
+            reds = state.redemptions[key]
+            users = buyers.get(key, ())
+            repeat_n = 0
+            for user in users:
                 prev = last_order.get(user)
                 if prev is not None and prev >= since:
-                    repeat += 1
-            buyers = len(w.buyers)
+                    repeat_n += 1
+            n_buyers = len(users)
             out.rows.append(
                 (
                     minute,
-                    region,
-                    channel,
-                    w.scans,
-                    len(w.codes),
-                    len(w.scanners),
-                    w.redemptions,
-                    w.orders,
-                    round(w.revenue, 6),
-                    buyers,
-                    repeat,
-                    w.redemptions / w.scans if w.scans else None,
-                    repeat / buyers if buyers else None,
+                    key[0],
+                    key[1],
+                    scans,
+                    codes[key],
+                    scanners[key],
+                    reds,
+                    state.orders[key],
+                    round(state.revenue.get(key, 0.0), 6),
+                    n_buyers,
+                    repeat_n,
+                    reds / scans if scans else None,
+                    repeat_n / n_buyers if n_buyers else None,
                     version,
                 )
             )
         # Only after every key of this minute: orders in the same minute are not "before".
-        for w in keys.values():
-            for user in w.buyers:
-                last_order[user] = minute
+        for _, user in state.buyers:
+            last_order[user] = minute
 
     def _expire(self, wm: int) -> None:
         # The slowest partition's newest event time is wm + lateness: an id older than
         # that by more than the horizon can no longer be "seen again within the horizon".
         cutoff = wm + self.allowed_lateness_ms - self.dedup_horizon_ms
-        buckets = self.seen_buckets
+        batches = self.seen_batches
         seen = self.seen
-        for minute in [m for m in buckets if m + MINUTE_MS <= cutoff]:
-            seen.difference_update(buckets.pop(minute))
+        keep_from = 0
+        while keep_from < len(batches) and batches[keep_from][0] < cutoff:
+            seen.difference_update(batches[keep_from][1])
+            keep_from += 1
         if len(seen) > self.dedup_max_ids:
-            for minute in sorted(buckets):
-                ids = buckets.pop(minute)
+            while keep_from < len(batches) and len(seen) > self.dedup_max_ids:
+                ids = batches[keep_from][1]
+                before = len(seen)
                 seen.difference_update(ids)
-                self.dedup_evictions += len(ids)
-                if len(seen) <= self.dedup_max_ids:
-                    break
+                self.dedup_evictions += before - len(seen)
+                keep_from += 1
+        if keep_from:
+            del batches[:keep_from]
         if self.closed_before is not None and self.closed_before - self._last_purge >= DAY_MS:
             self._last_purge = self.closed_before
             horizon = self.closed_before - self.repeat_lookback_ms
             stale = [u for u, m in self.last_order.items() if m < horizon]
             for user in stale:
                 del self.last_order[user]
-
-
-_INFINITY = 2**62

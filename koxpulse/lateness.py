@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from koxpulse.batches import DecodedBatch
 
 
@@ -20,15 +22,20 @@ class PartitionClock:
     newest: int | None = None
 
     def tag(self, batch: DecodedBatch) -> DecodedBatch:
-        """Mark late events in ``batch`` and stamp it with this partition's watermark."""
-        newest = self.newest
-        lateness = self.allowed_lateness_ms
-        late = batch.late
-        for i, t in enumerate(batch.ts):
-            if newest is None or t > newest:
-                newest = t
-            elif t < newest - lateness:
-                late.append(i)
-        self.newest = newest
-        batch.watermark = None if newest is None else newest - lateness
+        """Mark late events in ``batch`` and stamp it with this partition's watermark.
+
+        Vectorised: the newest time before each event is a running maximum.
+        """
+        ts = batch.ts
+        if len(ts):
+            running = np.maximum.accumulate(ts)
+            before = np.empty_like(ts)
+            first = int(ts[0]) if self.newest is None else self.newest
+            before[0] = first
+            np.maximum(running[:-1], first, out=before[1:])
+            late = np.flatnonzero(ts < before - self.allowed_lateness_ms)
+            if len(late):
+                batch.late.extend(late.tolist())
+            self.newest = max(first, int(running[-1]))
+        batch.watermark = None if self.newest is None else self.newest - self.allowed_lateness_ms
         return batch

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import FLAG_INCIDENT, SHIPMENT, EventStore
+from .events import FLAG_INCIDENT, FLAG_PINNED, SHIPMENT, EventStore
 
 LATE_RATE = 0.0002
 DUP_RATE = 0.01
@@ -31,10 +31,12 @@ class Delivery:
 def plan_delivery(store: EventStore, start_ms: int, end_ms: int, seed: int) -> Delivery:
     rng = np.random.default_rng([seed & ((1 << 64) - 1), 5])
     n = len(store)
-    ts = np.frombuffer(store.ts, dtype=np.int64)
-    key = np.frombuffer(store.key, dtype=np.int64).copy()
-    flags = np.frombuffer(store.flags, dtype=np.int8)
-    etype = np.frombuffer(store.etype, dtype=np.int8)
+    ts, etype, _, flags = store.arrays()
+    # transport jitter: mostly sub-second, a tail up to 20 s (always << 60 s lateness)
+    u = rng.random(n)
+    span = np.where(u < 0.7, 1_500.0, np.where(u < 0.95, 8_000.0, 19_999.0))
+    jitter = (rng.random(n) * span).astype(np.int64)
+    key = np.where((flags & FLAG_PINNED) != 0, ts, ts + jitter)
 
     # late: background events only (incident shapes stay intact), never a shipment (a late
     # shipment would make its batch look unauthorised), with room on both sides
@@ -55,7 +57,9 @@ def plan_delivery(store: EventStore, start_ms: int, end_ms: int, seed: int) -> D
     key[late] = ts[late] + rng.integers(*LATE_LAG_MS, size=len(late))
 
     # duplicates: the copy keeps the same bytes and follows a few lines to a few minutes later
-    pool = np.setdiff1d(np.arange(n), late)
+    keep = np.ones(n, dtype=bool)
+    keep[late] = False
+    pool = np.flatnonzero(keep)
     n_dup = min(round(DUP_RATE * n), len(pool))
     dup = np.sort(rng.choice(pool, size=n_dup, replace=False)) if n_dup else pool[:0]
     near = rng.random(n_dup) < 0.4

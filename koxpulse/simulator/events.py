@@ -1,9 +1,9 @@
 """The in-memory record of every valid event the simulator emits.
 
-Each event is serialised once, at creation, and its facts (event time, delivery time,
-type, key, user, code, amount) are kept in compact arrays next to the bytes. The ground
-truth is computed from those arrays, never by reading the file back, so a parsing bug in
-the pipeline cannot hide behind the same bug in its test oracle.
+Each event is serialised once, at creation, and its facts (event time, type, key, user,
+code, amount) are kept in compact arrays next to the bytes. The ground truth is computed
+from those arrays, never by reading the file back, so a parsing bug in the pipeline
+cannot hide behind the same bug in its test oracle.
 """
 
 from __future__ import annotations
@@ -52,21 +52,18 @@ class EventStore:
         self.seed = seed
         self.lines: list[bytes] = []
         self.ts = array("q")
-        self.key = array("q")
-        self.etype = array("b")
-        self.series = array("h")
+        self.meta = array("q")
+        """flags << 12 | type << 8 | series: one append instead of three on the hot path."""
         self.user = array("q")
         self.code = array("q")
         self.cents = array("q")
-        self.flags = array("b")
         self._fmt = TsFormatter()
         self.rng = random.Random(f"{seed}:store")
         self._rand = self.rng.random
-        self._np = np.random.default_rng([seed & ((1 << 64) - 1), 2])
-        self._jit: list[int] = []
-        self._ji = 0
         self._ids: list[str] = []
         self._ids_base = 0
+        self._ids_len = 0
+        self._n = 0
         self.order_no = 0
         # msgspec rather than orjson: same output, but orjson's per-call buffer left
         # ~4 KiB of heap behind each of a million small lines
@@ -77,12 +74,9 @@ class EventStore:
         (an incident in one series) does not reshuffle the formatting of all the others."""
         self.rng = random.Random(f"{self.seed}:{label}:{':'.join(map(str, parts))}")
         self._rand = self.rng.random
-        self._np = np.random.default_rng([self.seed & ((1 << 64) - 1), 3, *parts])
-        self._jit = []
-        self._ji = 0
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return self._n
 
     def event_id(self, seq: int) -> str:
         a = mix64(seq + self._salt)
@@ -92,7 +86,7 @@ class EventStore:
 
     def _refill_ids(self) -> None:
         """`event_id` for the next block of sequence numbers, computed in bulk."""
-        first = len(self.lines)
+        first = self._n
         n = 16_384
         seq = np.arange(first, first + n, dtype=np.uint64) + np.uint64(self._salt)
         a = mix64_many(seq)
@@ -109,6 +103,7 @@ class EventStore:
         text = out.tobytes().decode()
         self._ids = [text[i : i + 36] for i in range(0, 36 * n, 36)]
         self._ids_base = first
+        self._ids_len = n
 
     def next_order_id(self) -> str:
         self.order_no += 1
@@ -128,15 +123,6 @@ class EventStore:
         fmt = choose_formats(u)
         ts = floor_for_formats(ts, fmt)
         return ts, render_many(ts, fmt)
-
-    def _refill_jitter(self) -> None:
-        n = 8192
-        u = self._np.random(n)
-        v = self._np.random(n)
-        # mostly sub-second transport delay, a tail up to 20 s (always << 60 s lateness)
-        span = np.where(u < 0.7, 1500.0, np.where(u < 0.95, 8000.0, 19_999.0))
-        self._jit = (v * span).astype(np.int64).tolist()
-        self._ji = 0
 
     def add(
         self,
@@ -175,12 +161,13 @@ class EventStore:
         flags: int = 0,
     ) -> int:
         """Record a fully built event; `d["event_id"]` is filled in here (the hot path)."""
-        seq = len(self.lines)
+        seq = self._n
         i = seq - self._ids_base
-        if i >= len(self._ids):
+        if i >= self._ids_len:
             self._refill_ids()
             i = 0
         d["event_id"] = self._ids[i]
+        self._n = seq + 1
         r = self._rand()
         if r < 0.075:
             if r < 0.07:
@@ -190,21 +177,10 @@ class EventStore:
                 d[k] = v
         self.lines.append(self._encode(d))
         self.ts.append(ts)
-        if flags & FLAG_PINNED:
-            self.key.append(ts)
-        else:
-            j = self._ji
-            if j >= len(self._jit):
-                self._refill_jitter()
-                j = 0
-            self._ji = j + 1
-            self.key.append(ts + self._jit[j])
-        self.etype.append(etype)
-        self.series.append(series)
+        self.meta.append((flags << 12) | (etype << 8) | series)
         self.user.append(user)
         self.code.append(code)
         self.cents.append(cents)
-        self.flags.append(flags)
         return seq
 
     @staticmethod
@@ -220,6 +196,12 @@ class EventStore:
         else:
             keys = [k for k in keys if k not in ("event_id", "ts")] + ["ts", "event_id"]
         return {k: d[k] for k in keys}
+
+    def arrays(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """(ts, type, series, flags) as numpy arrays."""
+        ts = np.frombuffer(self.ts, dtype=np.int64)
+        meta = np.frombuffer(self.meta, dtype=np.int64)
+        return ts, (meta >> 8) & 0xF, meta & 0xFF, meta >> 12
 
     def render_ts(self, ts: int, fmt: int) -> str | int:
         return self._fmt.render(ts, fmt)

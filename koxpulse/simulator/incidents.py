@@ -76,9 +76,7 @@ class Label:
 class IncidentPlan:
     modifiers: Modifiers = field(default_factory=Modifiers)
     labels: list[Label] = field(default_factory=list)
-    injectors: list[Callable[[World, EventStore, Clock, int], Label]] = field(
-        default_factory=list
-    )
+    injectors: list[Callable[[World, EventStore, Clock, int], Label]] = field(default_factory=list)
 
 
 def _align(clock: Clock, ms: int) -> int:
@@ -115,7 +113,7 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
     s = series_of(REGION_INDEX["CN-ZJ"], OFFLINE)
     a, b = _slot(clock, base_earliest, 120 * MINUTE, 10.0)
     mods.redemption_keep.append(Window(s, a, b, 0.08))
-    mods.scan_factor.append(Window(s, a, b, 1.05))
+    mods.scan_factor.append(Window(s, a, b, 1.15))
     plan.labels.append(
         Label(
             "high_scan_low_redemption",
@@ -125,8 +123,9 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
             "offline",
             a,
             b,
-            f"CN-ZJ/offline: scans stay at ~105% of normal while redemptions fall to ~8% of "
-            f"normal for {(b - a) // MINUTE} min (reward claims failing at the terminals)",
+            f"CN-ZJ/offline: scans run at ~115% of normal (bot scans) while redemptions fall "
+            f"to ~8% of normal for {(b - a) // MINUTE} min (reward claims failing at the "
+            f"terminals)",
         )
     )
 
@@ -206,9 +205,7 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
     }
     plan.injectors.append(lambda w, st, c, sd: _duplicate_code(w, st, c, sd, *slots["dup"]))
     plan.injectors.append(lambda w, st, c, sd: _farm_user(w, st, c, sd, *slots["farm_user"]))
-    plan.injectors.append(
-        lambda w, st, c, sd: _farm_device(w, st, c, sd, *slots["farm_device"])
-    )
+    plan.injectors.append(lambda w, st, c, sd: _farm_device(w, st, c, sd, *slots["farm_device"]))
     plan.injectors.append(lambda w, st, c, sd: _cross_region(w, st, c, sd, *slots["cross"]))
     plan.injectors.append(lambda w, st, c, sd: _travel(w, st, c, sd, *slots["travel"]))
     return plan
@@ -441,7 +438,9 @@ def _farm_user(world: World, store: EventStore, clock: Clock, seed: int, a: int,
         _scan(world, store, clock, s, t, u, code, dev, -1, lat, lon, name)
         if rng.random() < 0.85:
             cents = rng.choice(REWARD_CENTS)
-            _redeem(world, store, clock, s, t + rng.randint(20_000, 90_000), u, code, dev, -1, cents)
+            _redeem(
+                world, store, clock, s, t + rng.randint(20_000, 90_000), u, code, dev, -1, cents
+            )
     return Label(
         "reward_farming",
         "user",
@@ -455,9 +454,7 @@ def _farm_user(world: World, store: EventStore, clock: Clock, seed: int, a: int,
     )
 
 
-def _farm_device(
-    world: World, store: EventStore, clock: Clock, seed: int, a: int, b: int
-) -> Label:
+def _farm_device(world: World, store: EventStore, clock: Clock, seed: int, a: int, b: int) -> Label:
     rng = random.Random(f"{seed}:incident:farm_device")
     r, c = REGION_INDEX["CN-GD"], ECOMMERCE
     s = series_of(r, c)
@@ -509,9 +506,7 @@ def _cross_region(
     n = rng.randint(18, 26)
     codes = rng.sample(range(1, 301), n)
     # local shoppers of the shops' cities buy the diverted goods
-    candidates = sorted(
-        {u for o in shops for u in range(*world.city_range[world.outlets[o].city])}
-    )
+    candidates = sorted({u for o in shops for u in range(*world.city_range[world.outlets[o].city])})
     if len(candidates) < 2 * n:
         candidates = list(range(*world.region_range[r]))
     buyers = rng.sample(candidates, n)

@@ -72,6 +72,19 @@ def floor_for_formats(
     return np.where(_SECOND_ONLY_NP[fmt], ts - ts % 1000, ts)
 
 
+_PREFIX_CACHE: dict[int, str] = {}
+
+
+def _minute_prefix(minute: int) -> str:
+    pre = _PREFIX_CACHE.get(minute)
+    if pre is None:
+        if len(_PREFIX_CACHE) > 200_000:
+            _PREFIX_CACHE.clear()
+        pre = ms_to_datetime(minute).strftime("%Y-%m-%dT%H:%M:")
+        _PREFIX_CACHE[minute] = pre
+    return pre
+
+
 def render_many(ts: npt.NDArray[np.int64], fmt: npt.NDArray[np.int64]) -> list[str | int]:
     """`TsFormatter.render` in bulk; `ts` must already be floored where the format needs."""
     n = len(ts)
@@ -81,9 +94,7 @@ def render_many(ts: npt.NDArray[np.int64], fmt: npt.NDArray[np.int64]) -> list[s
     rem = local % 60_000
     minute = local - rem
     uniq, inv = np.unique(minute, return_inverse=True)
-    prefixes = np.asarray(
-        [ms_to_datetime(int(m)).strftime("%Y-%m-%dT%H:%M:") for m in uniq], dtype=object
-    )
+    prefixes = np.asarray([_minute_prefix(m) for m in uniq.tolist()], dtype=object)
     body = np.where(_WITH_MS_NP[fmt], _SEC_MS[rem], _SEC[rem // 1000])
     out = prefixes[inv.reshape(-1)] + body + _SUFFIX[fmt]
     epoch = fmt == EPOCH_FMT
@@ -102,19 +113,10 @@ def datetime_to_ms(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-_ISO_CACHE: dict[int, str] = {}
-
-
 def iso_z(ms: int) -> str:
     """UTC with milliseconds and `Z`, the one format used in companion files."""
     rem = ms % 60_000
-    minute = ms - rem
-    pre = _ISO_CACHE.get(minute)
-    if pre is None:
-        if len(_ISO_CACHE) > 100_000:
-            _ISO_CACHE.clear()
-        pre = ms_to_datetime(minute).strftime("%Y-%m-%dT%H:%M:")
-        _ISO_CACHE[minute] = pre
+    pre = _minute_prefix(ms - rem)
     return f"{pre}{rem // 1000:02d}.{rem % 1000:03d}Z"
 
 
@@ -127,9 +129,6 @@ def local_naive(ms: int, offset_minutes: int = 480, with_ms: bool = False) -> st
 class TsFormatter:
     """Renders epoch ms in a chosen format; caches the per-minute prefix for speed."""
 
-    def __init__(self) -> None:
-        self._prefix: dict[int, str] = {}
-
     def render(self, ts: int, fmt: int) -> str | int:
         suffix, offset, with_ms, _ = FORMATS[fmt]
         if suffix is None:
@@ -138,10 +137,7 @@ class TsFormatter:
         rem = local % 60_000
         minute = local - rem
         # the prefix depends only on the shifted minute, whatever the offset
-        pre = self._prefix.get(minute)
-        if pre is None:
-            pre = ms_to_datetime(minute).strftime("%Y-%m-%dT%H:%M:")
-            self._prefix[minute] = pre
+        pre = _minute_prefix(minute)
         if with_ms:
             return f"{pre}{rem // 1000:02d}.{rem % 1000:03d}{suffix}"
         return f"{pre}{rem // 1000:02d}{suffix}"

@@ -42,7 +42,7 @@ RESCAN_P = 0.015
 DIVERT_P = 0.001
 NO_LOCATION_P = 0.05
 SECOND_DEVICE_P = 0.15
-REPEAT_RECENT_P = 0.18
+REPEAT_RECENT_P = 0.07
 REPEAT_RECENT_MEAN_MINUTES = 120
 QTY_P = (0.55, 0.20, 0.10, 0.06, 0.04, 0.05)
 DISCOUNTS = (1.0, 0.95, 0.9, 0.85)
@@ -73,7 +73,7 @@ def _raw_shape(channel: int, hours: npt.NDArray[np.float64]) -> npt.NDArray[np.f
     return out
 
 
-_GRID = (np.arange(1440) + 0.5) / 60.0
+_GRID: npt.NDArray[np.float64] = (np.arange(1440, dtype=np.float64) + 0.5) / 60.0
 _NORM = [float(_raw_shape(c, _GRID).mean()) for c in range(len(CHANNELS))]
 
 
@@ -349,19 +349,16 @@ def _scans(
         cum = world.series_outlet_cum[s]
         k = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), len(so) - 1)
         outlets = so[k]
-        o_city = np.asarray([o.city for o in world.outlets], dtype=np.int64)
-        users = _pick_users(world, r, o_city[outlets], rng.random(n))
+        users = _pick_users(world, r, world.outlet_city[outlets], rng.random(n))
         outlet_l = outlets.tolist()
     else:
         users = _pick_users(world, r, None, rng.random(n))
         outlet_l = [-1] * n
-    nbg = world.n_background_users
-    ndev = np.asarray(world.user_ndev[:nbg], dtype=np.int64)
-    devk = (rng.random(n) < SECOND_DEVICE_P) & (ndev[users] == 2)
+    devk = (rng.random(n) < SECOND_DEVICE_P) & (world.bg_ndev[users] == 2)
     dev_slot_l = (2 * users + devk).tolist()
     users_l = users.tolist()
-    lat = np.asarray(world.user_lat[:nbg])[users] + rng.normal(0.0, 0.0008, n)
-    lon = np.asarray(world.user_lon[:nbg])[users] + rng.normal(0.0, 0.0008, n)
+    lat = world.bg_lat[users] + rng.normal(0.0, 0.0008, n)
+    lon = world.bg_lon[users] + rng.normal(0.0, 0.0008, n)
     lat_l = np.round(lat, 6).tolist()
     lon_l = np.round(lon, 6).tolist()
     noloc_l = (rng.random(n) < NO_LOCATION_P).tolist()
@@ -394,7 +391,8 @@ def _scans(
     city_names = [ci[1].name for ci in world.cities]
     outlet_ids = [o.outlet_id for o in world.outlets]
     devices = world.devices
-    variant = world.variant
+    vbits = world.variant_bits
+    assign = world._assign
     put = store.put
     take = supply.take
     divert = supply.divert
@@ -409,12 +407,16 @@ def _scans(
         u = users_l[i]
         o = outlet_l[i]
         code = divert(r, udiv2_l[i]) if udiv_l[i] < DIVERT_P else -1
-        if code < 0:
+        diverted = code >= 0
+        if not diverted:
             code = take(outlet_pool[o] if o >= 0 else eco_pool, ts)
         b = code >> CODE_BITS
         sku = b_sku[b]
         camp = sku_camp[sku]
-        var = variant(camp, u)
+        vb = vbits[u]
+        if vb == 255:
+            vb = assign(u)
+        var = (vb >> camp) & 1
         dev = devices[dev_slot_l[i]]
         code_id = f"{b_ids[b]}-{code & mask:06d}"
         uid = user_ids[u]
@@ -440,7 +442,8 @@ def _scans(
             del d["outlet_id"]
         if noloc_l[i]:
             del d["lat"], d["lon"]
-        rescan = dict(d) if uresc_l[i] < RESCAN_P else None
+        # (never for a diverted code: its batch may show at most two foreign scans)
+        rescan = dict(d) if uresc_l[i] < RESCAN_P and not diverted else None
         put(SCAN, s, ts, d, u, code)
 
         ur = ured_l[i]
@@ -502,8 +505,7 @@ def _orders(
         cum = world.series_outlet_cum[s]
         k = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), len(so) - 1)
         outlets = so[k]
-        o_city = np.asarray([o.city for o in world.outlets], dtype=np.int64)
-        users = _pick_users(world, r, o_city[outlets], rng.random(n))
+        users = _pick_users(world, r, world.outlet_city[outlets], rng.random(n))
         outlet_l = outlets.tolist()
     else:
         users = _pick_users(world, r, None, rng.random(n))

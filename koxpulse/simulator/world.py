@@ -339,9 +339,17 @@ class World:
                     )
                 self.series_outlet_cum[s] = np.cumsum(weights)
 
+        # numpy views of the background population for bulk draws
+        nbg = self.n_background_users
+        self.bg_lat = np.asarray(self.user_lat[:nbg])
+        self.bg_lon = np.asarray(self.user_lon[:nbg])
+        self.bg_ndev = np.asarray(self.user_ndev[:nbg], dtype=np.int64)
+        self.outlet_city = np.asarray([o.city for o in self.outlets], dtype=np.int64)
+
         self.sku_cum = np.cumsum([s.weight for s in SKUS])
         self.batches = Batches()
-        self._variant_cache: dict[int, int] = {}
+        self.variant_bits = bytearray(b"\xff" * len(self.user_ids))
+        """Per user, bit k = arm in campaign k; 255 = not computed yet (hashing is lazy)."""
         self._seed_key = str(seed).encode()[:64]
         self._n_extra_devices = 0
 
@@ -367,13 +375,21 @@ class World:
 
     def variant(self, campaign: int, user: int) -> int:
         """Seeded, stateless assignment: hash(seed, campaign, user) decides the arm."""
-        key = user * 4 + campaign
-        v = self._variant_cache.get(key)
-        if v is None:
-            msg = f"{CAMPAIGNS[campaign].campaign_id}:{self.user_ids[user]}".encode()
-            v = hashlib.blake2b(msg, digest_size=8, key=self._seed_key).digest()[0] & 1
-            self._variant_cache[key] = v
-        return v
+        bits = self.variant_bits[user] if user < len(self.variant_bits) else 255
+        if bits == 255:
+            bits = self._assign(user)
+        return (bits >> campaign) & 1
+
+    def _assign(self, user: int) -> int:
+        bits = 0
+        for ci, camp in enumerate(CAMPAIGNS):
+            msg = f"{camp.campaign_id}:{self.user_ids[user]}".encode()
+            h = hashlib.blake2b(msg, digest_size=8, key=self._seed_key).digest()
+            bits |= (h[0] & 1) << ci
+        if user >= len(self.variant_bits):
+            self.variant_bits.extend(b"\xff" * (user + 1 - len(self.variant_bits)))
+        self.variant_bits[user] = bits
+        return bits
 
     def city_of_user(self, user: int) -> City:
         return self.cities[self.user_city[user]][1]

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 import orjson
@@ -51,7 +51,7 @@ def open_stream(out: Path) -> Iterator[IO[bytes]]:
             with gzip.GzipFile(
                 filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=GZIP_LEVEL
             ) as gz:
-                yield gz
+                yield cast(IO[bytes], gz)
         else:
             yield raw
 

@@ -123,11 +123,8 @@ def test_block_reader_matches_line_semantics_and_resumes(
         first = part.next_batch()[0].messages
         state = part.snapshot()
         part.close()
-        rest = (
-            [m for b in read_all(p, batch, resume=state) for m in b.messages]
-            if not (len(first) == len(expected))
-            else []
-        )
+        done = len(first) == len(expected)
+        rest = [] if done else [m for b in read_all(p, batch, resume=state) for m in b.messages]
         assert first + rest == expected
         assert state[1] == 1 + len(first)
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
+
 from koxpulse.batches import DecodedBatch
 from koxpulse.events import AnyEvent, Order, Redemption, Scan, Shipment
 from koxpulse.kpi import KPI_COLUMNS, KpiAggregator
@@ -67,7 +69,7 @@ class Feed:
             "",
             0,
             [e for e, _ in events],
-            [t for _, t in events],
+            np.array([t for _, t in events], dtype=np.int64),
             list(range(1, len(events) + 1)),
             len(events),
             eof=eof,

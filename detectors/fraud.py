@@ -1,0 +1,212 @@
+"""The five fraud detectors behind one call per event.
+
+:class:`FraudDetectors` holds one instance of each detector, built from a frozen
+:class:`FraudParams`, and dispatches each event by its class to the detectors that
+need it (a scan touches four, a redemption two, a shipment one, an order none). It
+also expires their state once a minute of event time, so a caller only feeds events.
+Everything in it is plain Python state: it pickles, and a restored copy continues
+with exactly the same observations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detectors import texts
+from detectors.cross_region import CrossRegionDetector
+from detectors.duplicate_code import DuplicateCodeDetector
+from detectors.impossible_travel import ImpossibleTravelDetector
+from detectors.outlet_self_redemption import OutletSelfRedemptionDetector
+from detectors.reward_farming import RewardFarmingDetector
+from koxpulse.alerts import Observation
+from koxpulse.events import AnyEvent, Redemption, Scan, Shipment
+
+MINUTE = texts.MINUTE_MS
+HOUR = texts.HOUR_MS
+DAY = texts.DAY_MS
+
+
+@dataclass(frozen=True, slots=True)
+class FraudParams:
+    """Every threshold of the fraud detectors; times in event-time milliseconds.
+
+    The defaults are the documented ones (README settings table); each detector's
+    docstring explains its own.
+    """
+
+    # duplicate_code
+    dup_min_users: int = 3
+    """Distinct users of one code within ``dup_window_ms`` that make it suspicious."""
+    dup_window_ms: int = 24 * HOUR
+    dup_max_codes: int = 1_000_000
+    """Hard cap on remembered single-scanner codes."""
+
+    # reward_farming
+    farm_user_min_codes: int = 20
+    """Distinct codes scanned or redeemed by one user within ``farm_user_window_ms``."""
+    farm_user_window_ms: int = 10 * MINUTE
+    farm_device_min_users: int = 5
+    """Distinct accounts on one device within ``farm_device_user_window_ms``."""
+    farm_device_user_window_ms: int = 30 * MINUTE
+    farm_device_min_codes: int = 40
+    """Distinct codes on one device (used by >= 2 accounts) within the code window."""
+    farm_device_code_window_ms: int = 10 * MINUTE
+    farm_device_codes_min_users: int = 2
+    farm_device_outlet_redemptions: bool = False
+    """Count redemptions made at an outlet (store terminals) towards device rules."""
+    farm_max_entities: int = 500_000
+    """Hard cap on remembered users, and on remembered devices."""
+
+    # cross_region_scan
+    cross_min_codes: int = 5
+    """Distinct codes of one batch scanned outside its authorised region(s) within the window."""
+    cross_window_ms: int = HOUR
+    cross_auth_ttl_ms: int = 90 * DAY
+    """A batch's authorisation is forgotten after this long without shipment or scan."""
+    cross_pending_per_batch: int = 32
+    """Scans buffered per not-yet-shipped batch, re-judged when its shipment arrives."""
+    cross_max_batches: int = 1_000_000
+
+    # outlet_self_redemption
+    outlet_bucket_ms: int = 10 * MINUTE
+    outlet_ratio: float = 5.0
+    """Rate rule: a bucket's redemptions at least this many times the outlet's usual level."""
+    outlet_min_count: int = 15
+    """Rate rule: and at least this many redemptions in the bucket."""
+    outlet_floor: float = 2.0
+    """Usual level is never taken below this many redemptions per bucket."""
+    outlet_warmup_ms: int = 24 * HOUR
+    """History an outlet needs before the rate rule is armed."""
+    outlet_alpha: float = 0.05
+    outlet_burst_min: int = 10
+    """Device-burst rule: redemptions from one device at one outlet within the burst window."""
+    outlet_burst_window_ms: int = 30 * MINUTE
+    outlet_ttl_ms: int = 7 * DAY
+    outlet_max: int = 200_000
+
+    # impossible_travel
+    travel_max_kmh: float = 900.0
+    travel_min_km: float = 300.0
+    travel_window_ms: int = 24 * HOUR
+    travel_max_users: int = 2_000_000
+
+    # all
+    emit_interval_ms: int = MINUTE
+    """At most one observation per entity per this much event time."""
+    expire_every_ms: int = MINUTE
+    """How often (event time) FraudDetectors expires old state."""
+
+
+class FraudDetectors:
+    """One instance of each fraud detector; ``update`` per event, ``expire`` by time.
+
+    >>> from koxpulse.events import Scan
+    >>> fraud = FraudDetectors(FraudParams(dup_min_users=2), lang="zh-CN")
+    >>> def scan(user, t):
+    ...     return Scan(event_id=user, ts=t, region="CN-GD", channel="offline",
+    ...                 code_id="B00042-000317", user_id=user)
+    >>> fraud.update(scan("U1", 0), 0)
+    []
+    >>> [obs] = fraud.update(scan("U2", 60_000), 60_000)
+    >>> obs.kind, obs.entity_type, obs.summary
+    ('duplicate_code', 'code', '码 B00042-000317 在 1 分钟内被 2 个不同用户扫描（CN-GD），疑似泄露或假冒。')
+    """
+
+    def __init__(self, params: FraudParams | None = None, *, lang: str = "en") -> None:
+        p = params if params is not None else FraudParams()
+        self.params = p
+        self.lang = texts.check_lang(lang)
+        every = p.emit_interval_ms
+        self.duplicate_code = DuplicateCodeDetector(
+            min_users=p.dup_min_users,
+            window_ms=p.dup_window_ms,
+            max_codes=p.dup_max_codes,
+            emit_interval_ms=every,
+            lang=lang,
+        )
+        self.reward_farming = RewardFarmingDetector(
+            user_min_codes=p.farm_user_min_codes,
+            user_window_ms=p.farm_user_window_ms,
+            device_min_users=p.farm_device_min_users,
+            device_user_window_ms=p.farm_device_user_window_ms,
+            device_min_codes=p.farm_device_min_codes,
+            device_code_window_ms=p.farm_device_code_window_ms,
+            device_codes_min_users=p.farm_device_codes_min_users,
+            device_outlet_redemptions=p.farm_device_outlet_redemptions,
+            max_users=p.farm_max_entities,
+            max_devices=p.farm_max_entities,
+            emit_interval_ms=every,
+            lang=lang,
+        )
+        self.cross_region = CrossRegionDetector(
+            min_codes=p.cross_min_codes,
+            window_ms=p.cross_window_ms,
+            auth_ttl_ms=p.cross_auth_ttl_ms,
+            pending_per_batch=p.cross_pending_per_batch,
+            pending_ttl_ms=p.cross_window_ms,
+            max_batches=p.cross_max_batches,
+            emit_interval_ms=every,
+            lang=lang,
+        )
+        self.outlet_self_redemption = OutletSelfRedemptionDetector(
+            bucket_ms=p.outlet_bucket_ms,
+            ratio=p.outlet_ratio,
+            min_count=p.outlet_min_count,
+            floor=p.outlet_floor,
+            warmup_ms=p.outlet_warmup_ms,
+            alpha=p.outlet_alpha,
+            burst_min=p.outlet_burst_min,
+            burst_window_ms=p.outlet_burst_window_ms,
+            outlet_ttl_ms=p.outlet_ttl_ms,
+            max_outlets=p.outlet_max,
+            emit_interval_ms=every,
+            lang=lang,
+        )
+        self.impossible_travel = ImpossibleTravelDetector(
+            max_kmh=p.travel_max_kmh,
+            min_km=p.travel_min_km,
+            window_ms=p.travel_window_ms,
+            max_users=p.travel_max_users,
+            emit_interval_ms=every,
+            lang=lang,
+        )
+        self._next_expire: int | None = None
+
+    def update(self, ev: AnyEvent, t: int) -> list[Observation]:
+        """Feed one decoded event at event time ``t`` (epoch ms); returns observations."""
+        out: list[Observation] = []
+        nxt = self._next_expire
+        if nxt is None or t >= nxt:
+            self.expire(t)
+        cls = ev.__class__
+        if cls is Scan:
+            self.duplicate_code.on_scan(ev, t, out)  # type: ignore[arg-type]
+            self.reward_farming.on_scan(ev, t, out)  # type: ignore[arg-type]
+            self.cross_region.on_scan(ev, t, out)  # type: ignore[arg-type]
+            self.impossible_travel.on_scan(ev, t, out)  # type: ignore[arg-type]
+        elif cls is Redemption:
+            self.reward_farming.on_redemption(ev, t, out)  # type: ignore[arg-type]
+            self.outlet_self_redemption.on_redemption(ev, t, out)  # type: ignore[arg-type]
+        elif cls is Shipment:
+            self.cross_region.on_shipment(ev, t, out)  # type: ignore[arg-type]
+        return out
+
+    def expire(self, now: int) -> None:
+        """Drop state older than each detector's window, as of event time ``now``."""
+        self.duplicate_code.expire(now)
+        self.reward_farming.expire(now)
+        self.cross_region.expire(now)
+        self.outlet_self_redemption.expire(now)
+        self.impossible_travel.expire(now)
+        every = self.params.expire_every_ms
+        self._next_expire = (now // every + 1) * every
+
+    def state_sizes(self) -> dict[str, int]:
+        """Entries each detector holds (for metrics and tests)."""
+        return {
+            "duplicate_code": self.duplicate_code.state_size(),
+            "reward_farming": self.reward_farming.state_size(),
+            "cross_region_scan": self.cross_region.state_size(),
+            "outlet_self_redemption": self.outlet_self_redemption.state_size(),
+            "impossible_travel": self.impossible_travel.state_size(),
+        }

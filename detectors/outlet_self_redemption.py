@@ -1,0 +1,383 @@
+"""``outlet_self_redemption``: a store cashing out rewards itself.
+
+Two signatures, judged on redemptions that name an ``outlet_id``:
+
+- **rate**: the outlet redeems far above its own usual level. Redemptions are counted
+  per outlet in 10-minute buckets; the usual level is a bias-corrected EWMA of the
+  bucket counts per hour of the day (24 slots, so a lunchtime rush is compared with
+  lunchtimes), robust to the anomalies themselves because a bucket's count is clipped
+  to a few times the usual level before it is learnt. The comparison takes the busiest
+  of the neighbouring hours and a floor, so a shifted rush or a quiet store does not
+  look anomalous. Armed once the outlet has ``warmup_ms`` (24 h) of history.
+- **device burst**: many redemptions at one outlet from one device within a short time
+  (the till or a clerk's phone redeeming collected codes). Fires from the first event.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+from typing import Any
+
+from detectors import texts
+from koxpulse.alerts import Observation
+from koxpulse.events import AnyEvent, Redemption
+
+KIND = "outlet_self_redemption"
+_NEVER = -(1 << 62)
+
+
+class _Outlet:
+    """Everything known about one outlet (long-lived, one per outlet)."""
+
+    __slots__ = (
+        "bucket",
+        "busr",
+        "bdev",
+        "channel",
+        "count",
+        "day",
+        "devs",
+        "emit",
+        "first_t",
+        "prof",
+        "region",
+        "wts",
+    )
+
+    def __init__(self, region: str, channel: str, t: int, bucket: int, slots: int) -> None:
+        self.region = region
+        self.channel = channel
+        self.first_t = t
+        self.bucket = bucket
+        self.count = 0
+        self.prof = array("d", bytes(8 * slots))
+        """EWMA of redemptions per bucket, per hour-of-day slot (not bias-corrected)."""
+        self.wts = array("d", bytes(8 * slots))
+        """Weight of the EWMA per slot: 1 - (1 - alpha)^n after n buckets."""
+        self.bdev: dict[str, int] = {}
+        self.busr: dict[str, int] = {}
+        self.devs: dict[str, list[int]] = {}
+        self.emit = _NEVER
+        self.day = -1
+
+
+class OutletSelfRedemptionDetector:
+    """An outlet redeeming far above its usual level, or in bursts from one device.
+
+    Parameters (event time in epoch milliseconds):
+
+    - ``bucket_ms`` (10 min): counting bucket of the rate rule.
+    - ``ratio`` (5.0) and ``min_count`` (15): the rate rule fires when a bucket's
+      redemptions reach both ``ratio`` x the usual level and ``min_count``.
+    - ``floor`` (2.0): the usual level is never taken below this many per bucket.
+    - ``warmup_ms`` (24 h): history an outlet needs before the rate rule is armed
+      (the contract allows at most 48 h).
+    - ``alpha`` (0.05): EWMA weight of each new bucket in its hour-of-day slot (six
+      buckets a day per slot, so about three days of memory).
+    - ``clip`` (3.0): a bucket is learnt as at most ``clip`` x the usual level.
+    - ``slots`` (24): hour-of-day slots of the usual level.
+    - ``burst_min`` (10) redemptions from one device at one outlet within
+      ``burst_window_ms`` (30 min): the device-burst rule.
+    - ``outlet_ttl_ms`` (7 days): an outlet idle this long is forgotten (and re-warms).
+    - ``max_outlets`` (200,000), ``max_burst`` (1,000 times per device): hard caps.
+    - ``emit_interval_ms`` (60 s): at most one observation per outlet per interval.
+
+    Observations: entity ``outlet``; the rate rule gives ``value`` = redemptions in the
+    bucket and ``baseline`` = the usual level; a burst alone gives the device's
+    redemptions and the burst threshold. ``details``: ``rule`` (``rate``,
+    ``device_burst`` or both), the bucket count, usual level and threshold (or
+    ``armed: false``), the burst device and count, and the top 10 ``devices`` and
+    ``users`` of the current bucket.
+
+    >>> from koxpulse.events import Redemption
+    >>> det = OutletSelfRedemptionDetector()
+    >>> def redeem(k, device):
+    ...     return Redemption(event_id=str(k), ts=0, region="CN-SD", channel="offline",
+    ...                       code_id=f"B00001-{k:06d}", user_id=f"U{k % 3}",
+    ...                       outlet_id="SD-OFF-0002", device_id=device)
+    >>> [o for k in range(9) for o in det.update(redeem(k, "till"), k * 120_000)]
+    []
+    >>> [obs] = det.update(redeem(9, "till"), 9 * 120_000)
+    >>> obs.entity_id, obs.details["rule"], obs.details["burst_redemptions"]
+    ('SD-OFF-0002', 'device_burst', 10)
+    >>> obs.summary
+    'Outlet SD-OFF-0002 redeemed 10 rewards from one device (till) in 18 minutes (CN-SD) — the store may be cashing out rewards itself.'
+    """
+
+    kind = KIND
+
+    def __init__(
+        self,
+        *,
+        bucket_ms: int = 10 * texts.MINUTE_MS,
+        ratio: float = 5.0,
+        min_count: int = 15,
+        floor: float = 2.0,
+        warmup_ms: int = 24 * texts.HOUR_MS,
+        alpha: float = 0.05,
+        clip: float = 3.0,
+        slots: int = 24,
+        burst_min: int = 10,
+        burst_window_ms: int = 30 * texts.MINUTE_MS,
+        outlet_ttl_ms: int = 7 * texts.DAY_MS,
+        max_outlets: int = 200_000,
+        max_burst: int = 1_000,
+        emit_interval_ms: int = 60_000,
+        lang: str = "en",
+    ) -> None:
+        if bucket_ms <= 0 or texts.DAY_MS % bucket_ms:
+            raise ValueError("bucket_ms must divide a day")
+        per_day = texts.DAY_MS // bucket_ms
+        if slots < 1 or per_day % slots:
+            raise ValueError("slots must divide the buckets of a day")
+        if not (0 < alpha < 1) or ratio <= 1 or clip < 1 or floor <= 0:
+            raise ValueError("need 0 < alpha < 1, ratio > 1, clip >= 1, floor > 0")
+        if min_count < 1 or burst_min < 2 or max_burst < burst_min:
+            raise ValueError("need min_count >= 1, 2 <= burst_min <= max_burst")
+        self.bucket_ms = bucket_ms
+        self.ratio = ratio
+        self.min_count = min_count
+        self.floor = floor
+        self.warmup_ms = warmup_ms
+        self.alpha = alpha
+        self.clip = clip
+        self.slots = slots
+        self.burst_min = burst_min
+        self.burst_window_ms = burst_window_ms
+        self.outlet_ttl_ms = outlet_ttl_ms
+        self.max_outlets = max_outlets
+        self.max_burst = max_burst
+        self.emit_interval_ms = emit_interval_ms
+        self.lang = texts.check_lang(lang)
+        self._per_day = per_day
+        self._per_slot = per_day // slots
+        self._outlets: dict[str, _Outlet] = {}
+        self._day_wheel: dict[int, list[str]] = {}
+        """day -> outlets active that day (forgetting idle outlets)."""
+        self._bucket_wheel: dict[int, list[str]] = {}
+        """bucket -> outlets active in it (dropping burst state of idle outlets)."""
+
+    # -- event path ------------------------------------------------------------------
+
+    def update(self, ev: AnyEvent, t: int) -> list[Observation]:
+        """Feed one event at event time ``t`` (ms); redemptions at an outlet matter."""
+        out: list[Observation] = []
+        if ev.__class__ is Redemption:
+            self.on_redemption(ev, t, out)  # type: ignore[arg-type]
+        return out
+
+    def on_redemption(self, ev: Redemption, t: int, out: list[Observation]) -> None:
+        oid = ev.outlet_id
+        if oid is None:
+            return
+        b = t // self.bucket_ms
+        rec = self._outlets.get(oid)
+        if rec is None:
+            rec = _Outlet(ev.region, ev.channel, t, b, self.slots)
+            self._outlets[oid] = rec
+            self._wheel(self._bucket_wheel, b, oid)
+            if len(self._outlets) > self.max_outlets:
+                self._evict()
+        elif b > rec.bucket:
+            self._roll(rec, b, t)
+            self._wheel(self._bucket_wheel, b, oid)
+        day = t // texts.DAY_MS
+        if day > rec.day:
+            rec.day = day
+            self._wheel(self._day_wheel, day, oid)
+        rec.count += 1
+        count = rec.count
+        user = ev.user_id
+        busr = rec.busr
+        busr[user] = busr.get(user, 0) + 1
+        dev = ev.device_id
+        n_burst = 0
+        if dev is not None:
+            bdev = rec.bdev
+            bdev[dev] = bdev.get(dev, 0) + 1
+            times = rec.devs.get(dev)
+            if times is None:
+                rec.devs[dev] = [t]
+            else:
+                times.append(t)
+                n_burst = len(times)
+                if n_burst >= self.burst_min:
+                    if times[0] < t - self.burst_window_ms:
+                        del times[: bisect_left(times, t - self.burst_window_ms)]
+                    if len(times) > self.max_burst:
+                        del times[: len(times) - self.max_burst]
+                    n_burst = len(times)
+        rate = count >= self.min_count and t - rec.first_t >= self.warmup_ms
+        burst = n_burst >= self.burst_min
+        if not (rate or burst) or t - rec.emit < self.emit_interval_ms:
+            return
+        usual = self._usual(rec, b) if rate else 0.0
+        rate = rate and count >= self.ratio * usual
+        if rate or burst:
+            rec.emit = t
+            out.append(self._observation(oid, rec, t, b, rate, dev if burst else None))
+
+    # -- the usual level ---------------------------------------------------------------
+
+    def _slot(self, bucket: int) -> int:
+        return (bucket % self._per_day) // self._per_slot
+
+    def _usual(self, rec: _Outlet, b: int) -> float:
+        """Busiest usual level of this hour slot and its neighbours, at least ``floor``."""
+        s = self._slot(b)
+        n = self.slots
+        prof, wts = rec.prof, rec.wts
+        best = self.floor
+        for j in (s - 1, s, (s + 1) % n):
+            w = wts[j]
+            if w > 0:
+                v = prof[j] / w
+                if v > best:
+                    best = v
+        return best
+
+    def _roll(self, rec: _Outlet, b: int, t: int) -> None:
+        """Close the outlet's current bucket and account the empty buckets up to ``b``."""
+        a = self.alpha
+        cur = rec.bucket
+        s = self._slot(cur)
+        prof, wts = rec.prof, rec.wts
+        x = float(rec.count)
+        w = wts[s]
+        if w > 0.2:  # about a day of this slot: trust the level enough to clip by it
+            cap = self.clip * max(prof[s] / w, self.floor)
+            if x > cap:
+                x = cap
+        prof[s] = prof[s] * (1 - a) + a * x
+        wts[s] = w * (1 - a) + a
+        gap = b - cur - 1
+        if gap > 0:
+            q = 1 - a
+            per_day, per_slot = self._per_day, self._per_slot
+            if gap >= per_day:
+                days = gap // per_day
+                f = q ** (days * per_slot)
+                for j in range(self.slots):
+                    prof[j] *= f
+                    wts[j] = wts[j] * f + (1 - f)
+                gap -= days * per_day
+            pos = (cur + 1) % per_day
+            while gap > 0:
+                j = pos // per_slot
+                take = min(per_slot - pos % per_slot, gap)
+                f = q**take
+                prof[j] *= f
+                wts[j] = wts[j] * f + (1 - f)
+                pos = (pos + take) % per_day
+                gap -= take
+        rec.bucket = b
+        rec.count = 0
+        rec.bdev.clear()
+        rec.busr.clear()
+        cutoff = t - self.burst_window_ms
+        devs = rec.devs
+        for d in [d for d, times in devs.items() if times[-1] < cutoff]:
+            del devs[d]
+
+    # -- observations ----------------------------------------------------------------
+
+    def _observation(
+        self, oid: str, rec: _Outlet, t: int, b: int, rate: bool, burst_dev: str | None
+    ) -> Observation:
+        lang = self.lang
+        armed = t - rec.first_t >= self.warmup_ms
+        usual = self._usual(rec, b) if armed else None
+        details: dict[str, Any] = {
+            "outlet_id": oid,
+            "rule": "rate" if not burst_dev else ("device_burst" if not rate else "both"),
+            "armed": armed,
+            "redemptions_in_bucket": rec.count,
+            "bucket_minutes": self.bucket_ms // texts.MINUTE_MS,
+            "bucket_start": texts.iso(b * self.bucket_ms),
+            "usual_per_bucket": None if usual is None else round(usual, 2),
+            "rate_threshold": None
+            if usual is None
+            else round(max(self.min_count, self.ratio * usual), 2),
+            "devices": texts.top(rec.bdev),
+            "users": texts.top(rec.busr),
+        }
+        sev = "warning"
+        if rate and usual is not None:
+            threshold = max(float(self.min_count), self.ratio * usual)
+            sev = texts.severity(rec.count, threshold)
+            value, baseline = float(rec.count), usual
+            summary = texts.outlet_rate(lang, oid, rec.count, self.bucket_ms, usual, rec.region)
+        if burst_dev is not None:
+            times = rec.devs[burst_dev]
+            n = len(times)
+            details.update(
+                {
+                    "burst_device": burst_dev,
+                    "burst_redemptions": n,
+                    "burst_threshold": self.burst_min,
+                    "burst_window_minutes": self.burst_window_ms // texts.MINUTE_MS,
+                    "burst_span_minutes": round((t - times[0]) / texts.MINUTE_MS, 1),
+                }
+            )
+            if texts.severity(n, self.burst_min) == "critical":
+                sev = "critical"
+            if not rate:
+                value, baseline = float(n), float(self.burst_min)
+                summary = texts.outlet_burst(lang, oid, burst_dev, n, t - times[0], rec.region)
+        return Observation(
+            kind=KIND,
+            entity_type="outlet",
+            entity_id=oid,
+            t=t,
+            region=rec.region,
+            channel=rec.channel,
+            severity=sev,
+            value=value,
+            baseline=baseline,
+            summary=summary,
+            details=details,
+        )
+
+    # -- state -----------------------------------------------------------------------
+
+    @staticmethod
+    def _wheel(wheel: dict[int, list[str]], b: int, key: str) -> None:
+        wl = wheel.get(b)
+        if wl is None:
+            wheel[b] = [key]
+        else:
+            wl.append(key)
+
+    def expire(self, now: int) -> None:
+        """Drop burst state of outlets idle for the burst window; forget idle outlets."""
+        outlets = self._outlets
+        cutoff_b = (now - self.burst_window_ms) // self.bucket_ms - 1
+        for b in [k for k in self._bucket_wheel if k < cutoff_b]:
+            for oid in self._bucket_wheel.pop(b):
+                rec = outlets.get(oid)
+                if rec is not None and rec.bucket <= b:
+                    rec.devs.clear()
+        cutoff_d = (now - self.outlet_ttl_ms) // texts.DAY_MS
+        for d in [k for k in self._day_wheel if k < cutoff_d]:
+            for oid in self._day_wheel.pop(d):
+                rec = outlets.get(oid)
+                if rec is not None and rec.day <= d:
+                    del outlets[oid]
+
+    def _evict(self) -> None:
+        """Over the cap: forget the outlets idle longest."""
+        outlets = self._outlets
+        while len(outlets) > self.max_outlets and self._day_wheel:
+            d = min(self._day_wheel)
+            for oid in self._day_wheel.pop(d):
+                rec = outlets.get(oid)
+                if rec is not None and rec.day <= d:
+                    del outlets[oid]
+        if len(outlets) > self.max_outlets:
+            for oid in list(outlets)[: len(outlets) - self.max_outlets]:
+                del outlets[oid]
+
+    def state_size(self) -> int:
+        """Outlets remembered plus devices in burst state."""
+        return len(self._outlets) + sum(len(r.devs) for r in self._outlets.values())

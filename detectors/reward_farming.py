@@ -1,0 +1,359 @@
+"""``reward_farming``: accounts and devices that collect rewards at an inhuman rate.
+
+Two entities, two questions:
+
+- a **user** scanning or redeeming many distinct codes in a short time (a farmer with
+  a bag of collected bottle caps, a script replaying codes);
+- a **device** serving many distinct accounts (a phone farm rotating accounts), or
+  many distinct codes across a few accounts.
+
+Each entity keeps the codes (and for devices the accounts) it touched with the time
+each was first seen; the dict is pruned from its oldest end only once it is big
+enough to matter, so a normal consumer's scan costs a couple of dict operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors import texts
+from koxpulse.alerts import Observation
+from koxpulse.events import AnyEvent, Redemption, Scan
+
+KIND = "reward_farming"
+_NEVER = -(1 << 62)
+_BUCKET_MS = 60_000
+
+# user record
+_U_CODES, _U_REGION, _U_CHANNEL, _U_EMIT, _U_WB, _U_DEV0, _U_DEVS = range(7)
+# device record
+_D_USERS, _D_CODES, _D_REGION, _D_CHANNEL, _D_EMIT, _D_WB = range(6)
+
+
+def _prune(d: dict[str, int], cutoff: int) -> None:
+    """Drop the entries first seen before ``cutoff`` (the dict is in time order)."""
+    stale = []
+    for k, v in d.items():
+        if v >= cutoff:
+            break
+        stale.append(k)
+    for k in stale:
+        del d[k]
+
+
+class RewardFarmingDetector:
+    """Users with many codes, devices with many accounts (or many codes) in a short time.
+
+    Parameters (event time in epoch milliseconds):
+
+    - ``user_min_codes`` (20) distinct codes scanned or redeemed by one user within
+      ``user_window_ms`` (10 min).
+    - ``device_min_users`` (5) distinct accounts on one device within
+      ``device_user_window_ms`` (30 min).
+    - ``device_min_codes`` (40) distinct codes on one device within
+      ``device_code_window_ms`` (10 min), counted only when the device was used by at
+      least ``device_codes_min_users`` (2) accounts: a single-account device is reported
+      as its user, and a household sharing a phone is allowed twice a person's codes.
+    - ``device_outlet_redemptions`` (False): whether redemptions made *at an outlet*
+      count for devices. Off by default because a store's redemption terminal serves
+      many customers by design; outlet_self_redemption watches those.
+    - ``max_users``, ``max_devices`` (500,000 each), ``max_items`` (1,000 codes or
+      accounts per entity): hard caps; the oldest are dropped first.
+    - ``emit_interval_ms`` (60 s): at most one observation per entity per interval.
+
+    Observations: entity ``user`` (``value`` distinct codes) or ``device`` (``value``
+    distinct accounts, or distinct codes when only that rule holds); ``baseline`` the
+    threshold crossed; ``region``/``channel`` where the entity was first seen in the
+    current episode. ``details`` carry the counts, windows, the first 10 codes and the
+    devices (for a user) or accounts (for a device).
+
+    >>> from koxpulse.events import Scan
+    >>> det = RewardFarmingDetector()
+    >>> def scan(k, user="U1", device="d1"):
+    ...     return Scan(event_id=str(k), ts=0, region="CN-SH", channel="ecommerce",
+    ...                 code_id=f"B00007-{k:06d}", user_id=user, device_id=device)
+    >>> [o for k in range(19) for o in det.update(scan(k), k * 20_000)]
+    []
+    >>> [obs] = det.update(scan(19), 19 * 20_000)
+    >>> obs.entity_type, obs.entity_id, obs.details["distinct_codes"]
+    ('user', 'U1', 20)
+    >>> obs.summary
+    'User U1 scanned or redeemed 20 different codes in 6 minutes (CN-SH) — likely reward farming.'
+    >>> farm = [o for k in range(5) for o in det.update(scan(100 + k, f"F{k}", "farm"), k * 60_000)]
+    >>> [(o.entity_type, o.entity_id, o.value) for o in farm]
+    [('device', 'farm', 5.0)]
+    """
+
+    kind = KIND
+
+    def __init__(
+        self,
+        *,
+        user_min_codes: int = 20,
+        user_window_ms: int = 10 * texts.MINUTE_MS,
+        device_min_users: int = 5,
+        device_user_window_ms: int = 30 * texts.MINUTE_MS,
+        device_min_codes: int = 40,
+        device_code_window_ms: int = 10 * texts.MINUTE_MS,
+        device_codes_min_users: int = 2,
+        device_outlet_redemptions: bool = False,
+        max_users: int = 500_000,
+        max_devices: int = 500_000,
+        max_items: int = 1_000,
+        emit_interval_ms: int = 60_000,
+        lang: str = "en",
+    ) -> None:
+        if min(user_min_codes, device_min_users, device_min_codes) < 2:
+            raise ValueError("thresholds must be at least 2")
+        if min(user_window_ms, device_user_window_ms, device_code_window_ms) <= 0:
+            raise ValueError("windows must be positive")
+        if max_items < max(user_min_codes, device_min_users, device_min_codes):
+            raise ValueError("max_items must be at least every threshold")
+        self.user_min_codes = user_min_codes
+        self.user_window_ms = user_window_ms
+        self.device_min_users = device_min_users
+        self.device_user_window_ms = device_user_window_ms
+        self.device_min_codes = device_min_codes
+        self.device_code_window_ms = device_code_window_ms
+        self.device_codes_min_users = device_codes_min_users
+        self.device_outlet_redemptions = device_outlet_redemptions
+        self.max_users = max_users
+        self.max_devices = max_devices
+        self.max_items = max_items
+        self.emit_interval_ms = emit_interval_ms
+        self.lang = texts.check_lang(lang)
+        self._device_window_ms = max(device_user_window_ms, device_code_window_ms)
+        self._users: dict[str, list[Any]] = {}
+        self._devices: dict[str, list[Any]] = {}
+        self._user_wheel: dict[int, list[str]] = {}
+        self._device_wheel: dict[int, list[str]] = {}
+
+    # -- event path ------------------------------------------------------------------
+
+    def update(self, ev: AnyEvent, t: int) -> list[Observation]:
+        """Feed one event at event time ``t`` (ms); scans and redemptions matter."""
+        out: list[Observation] = []
+        cls = ev.__class__
+        if cls is Scan:
+            self.on_scan(ev, t, out)  # type: ignore[arg-type]
+        elif cls is Redemption:
+            self.on_redemption(ev, t, out)  # type: ignore[arg-type]
+        return out
+
+    def on_scan(self, ev: Scan, t: int, out: list[Observation]) -> None:
+        self._user(ev, t, out)
+        if ev.device_id is not None:
+            self._device(ev, t, out)
+
+    def on_redemption(self, ev: Redemption, t: int, out: list[Observation]) -> None:
+        self._user(ev, t, out)
+        if ev.device_id is not None and (
+            ev.outlet_id is None or self.device_outlet_redemptions
+        ):
+            self._device(ev, t, out)
+
+    def _user(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
+        user = ev.user_id
+        code = ev.code_id
+        b = t // _BUCKET_MS
+        rec = self._users.get(user)
+        if rec is None:
+            self._users[user] = [{code: t}, ev.region, ev.channel, _NEVER, b, ev.device_id, None]
+            wl = self._user_wheel.get(b)
+            if wl is None:
+                self._user_wheel[b] = [user]
+            else:
+                wl.append(user)
+            if len(self._users) > self.max_users:
+                self._evict(self._users, self._user_wheel, _U_WB, self.max_users)
+            return
+        if b > rec[_U_WB]:
+            rec[_U_WB] = b
+            wl = self._user_wheel.get(b)
+            if wl is None:
+                self._user_wheel[b] = [user]
+            else:
+                wl.append(user)
+        dev = ev.device_id
+        if dev is not None and dev != rec[_U_DEV0]:
+            devs = rec[_U_DEVS]
+            if devs is None:
+                rec[_U_DEVS] = {dev: 1}
+            else:
+                devs[dev] = devs.get(dev, 0) + 1
+        codes: dict[str, int] = rec[_U_CODES]
+        if code in codes:
+            return
+        codes[code] = t
+        n = len(codes)
+        if n < self.user_min_codes:
+            return
+        if n > self.max_items:
+            del codes[next(iter(codes))]
+        _prune(codes, t - self.user_window_ms)
+        if len(codes) >= self.user_min_codes and t - rec[_U_EMIT] >= self.emit_interval_ms:
+            rec[_U_EMIT] = t
+            out.append(self._user_observation(user, rec, t))
+
+    def _device(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
+        dev: str = ev.device_id  # type: ignore[assignment]
+        user = ev.user_id
+        code = ev.code_id
+        b = t // _BUCKET_MS
+        rec = self._devices.get(dev)
+        if rec is None:
+            self._devices[dev] = [{user: t}, {code: t}, ev.region, ev.channel, _NEVER, b]
+            wl = self._device_wheel.get(b)
+            if wl is None:
+                self._device_wheel[b] = [dev]
+            else:
+                wl.append(dev)
+            if len(self._devices) > self.max_devices:
+                self._evict(self._devices, self._device_wheel, _D_WB, self.max_devices)
+            return
+        if b > rec[_D_WB]:
+            rec[_D_WB] = b
+            wl = self._device_wheel.get(b)
+            if wl is None:
+                self._device_wheel[b] = [dev]
+            else:
+                wl.append(dev)
+        users: dict[str, int] = rec[_D_USERS]
+        codes: dict[str, int] = rec[_D_CODES]
+        check = False
+        if user not in users:
+            users[user] = t
+            if len(users) >= self.device_min_users:
+                check = True
+                if len(users) > self.max_items:
+                    del users[next(iter(users))]
+        if code not in codes:
+            codes[code] = t
+            if len(codes) >= self.device_min_codes:
+                check = True
+                if len(codes) > self.max_items:
+                    del codes[next(iter(codes))]
+        if not check or t - rec[_D_EMIT] < self.emit_interval_ms:
+            return
+        _prune(users, t - self.device_user_window_ms)
+        _prune(codes, t - self.device_code_window_ms)
+        n_users = len(users)
+        by_users = n_users >= self.device_min_users
+        by_codes = (
+            len(codes) >= self.device_min_codes and n_users >= self.device_codes_min_users
+        )
+        if by_users or by_codes:
+            rec[_D_EMIT] = t
+            out.append(self._device_observation(dev, rec, t, by_users))
+
+    # -- observations ----------------------------------------------------------------
+
+    def _user_observation(self, user: str, rec: list[Any], t: int) -> Observation:
+        codes: dict[str, int] = rec[_U_CODES]
+        n = len(codes)
+        start = min(codes.values())
+        devices: list[str] = [] if rec[_U_DEV0] is None else [rec[_U_DEV0]]
+        if rec[_U_DEVS]:
+            devices += [d for d in texts.top(rec[_U_DEVS]) if d not in devices]
+        return Observation(
+            kind=KIND,
+            entity_type="user",
+            entity_id=user,
+            t=t,
+            region=rec[_U_REGION],
+            channel=rec[_U_CHANNEL],
+            severity=texts.severity(n, self.user_min_codes),
+            value=float(n),
+            baseline=float(self.user_min_codes),
+            summary=texts.farming_user(self.lang, user, n, t - start, rec[_U_REGION]),
+            details={
+                "rule": "user_codes",
+                "user_id": user,
+                "distinct_codes": n,
+                "threshold": self.user_min_codes,
+                "window_minutes": self.user_window_ms // texts.MINUTE_MS,
+                "span_minutes": round((t - start) / texts.MINUTE_MS, 1),
+                "first_seen_at": texts.iso(start),
+                "codes": texts.first(codes),
+                "devices": devices[: texts.TOP_N],
+            },
+        )
+
+    def _device_observation(
+        self, dev: str, rec: list[Any], t: int, by_users: bool
+    ) -> Observation:
+        users: dict[str, int] = rec[_D_USERS]
+        codes: dict[str, int] = rec[_D_CODES]
+        n_users, n_codes = len(users), len(codes)
+        codes_rule = n_users >= self.device_codes_min_users
+        if by_users:
+            value, threshold = n_users, self.device_min_users
+        else:
+            value, threshold = n_codes, self.device_min_codes
+        sev = texts.severity(n_users, self.device_min_users)
+        if codes_rule and sev == "warning":
+            sev = texts.severity(n_codes, self.device_min_codes)
+        start = min(users.values())
+        if codes:
+            start = min(start, min(codes.values()))
+        return Observation(
+            kind=KIND,
+            entity_type="device",
+            entity_id=dev,
+            t=t,
+            region=rec[_D_REGION],
+            channel=rec[_D_CHANNEL],
+            severity=sev,
+            value=float(value),
+            baseline=float(threshold),
+            summary=texts.farming_device(
+                self.lang, dev, n_users, n_codes, t - start, rec[_D_REGION]
+            ),
+            details={
+                "rule": "device_users" if by_users else "device_codes",
+                "device_id": dev,
+                "distinct_users": n_users,
+                "distinct_codes": n_codes,
+                "users_threshold": self.device_min_users,
+                "codes_threshold": self.device_min_codes,
+                "users_window_minutes": self.device_user_window_ms // texts.MINUTE_MS,
+                "codes_window_minutes": self.device_code_window_ms // texts.MINUTE_MS,
+                "span_minutes": round((t - start) / texts.MINUTE_MS, 1),
+                "users": texts.first(users),
+                "codes": texts.first(codes),
+            },
+        )
+
+    # -- state -----------------------------------------------------------------------
+
+    def expire(self, now: int) -> None:
+        """Forget users idle for ``user_window_ms`` and devices idle for the longer window."""
+        self._expire(self._users, self._user_wheel, _U_WB, now - self.user_window_ms)
+        self._expire(self._devices, self._device_wheel, _D_WB, now - self._device_window_ms)
+
+    @staticmethod
+    def _expire(
+        state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cutoff: int
+    ) -> None:
+        cutoff_b = cutoff // _BUCKET_MS
+        for b in [k for k in wheel if k < cutoff_b]:
+            for key in wheel.pop(b):
+                rec = state.get(key)
+                if rec is not None and rec[wb] <= b:
+                    del state[key]
+
+    @staticmethod
+    def _evict(
+        state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int
+    ) -> None:
+        """Over the cap: forget the least recently active entities first."""
+        while len(state) > cap and wheel:
+            b = min(wheel)
+            for key in wheel.pop(b):
+                rec = state.get(key)
+                if rec is not None and rec[wb] <= b:
+                    del state[key]
+
+    def state_size(self) -> int:
+        """Users and devices remembered."""
+        return len(self._users) + len(self._devices)
