@@ -331,7 +331,9 @@ class CrossRegionDetector:
 
     def expire(self, now: int) -> None:
         """Forget foreign scans and pending scans past their windows, stale authorisations."""
-        self._expire(self._foreign, self._foreign_wheel, _F_WB, (now - self.window_ms) // _BUCKET_MS)
+        self._expire(
+            self._foreign, self._foreign_wheel, _F_WB, (now - self.window_ms) // _BUCKET_MS
+        )
         self._expire(
             self._pending, self._pending_wheel, _P_WB, (now - self.pending_ttl_ms) // _BUCKET_MS
         )
@@ -348,9 +350,7 @@ class CrossRegionDetector:
                     del state[key]
 
     @staticmethod
-    def _evict(
-        state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int
-    ) -> None:
+    def _evict(state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int) -> None:
         while len(state) > cap and wheel:
             b = min(wheel)
             for key in wheel.pop(b):

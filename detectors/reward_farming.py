@@ -147,9 +147,7 @@ class RewardFarmingDetector:
 
     def on_redemption(self, ev: Redemption, t: int, out: list[Observation]) -> None:
         self._user(ev, t, out)
-        if ev.device_id is not None and (
-            ev.outlet_id is None or self.device_outlet_redemptions
-        ):
+        if ev.device_id is not None and (ev.outlet_id is None or self.device_outlet_redemptions):
             self._device(ev, t, out)
 
     def _user(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
@@ -239,9 +237,7 @@ class RewardFarmingDetector:
         _prune(codes, t - self.device_code_window_ms)
         n_users = len(users)
         by_users = n_users >= self.device_min_users
-        by_codes = (
-            len(codes) >= self.device_min_codes and n_users >= self.device_codes_min_users
-        )
+        by_codes = len(codes) >= self.device_min_codes and n_users >= self.device_codes_min_users
         if by_users or by_codes:
             rec[_D_EMIT] = t
             out.append(self._device_observation(dev, rec, t, by_users))
@@ -279,9 +275,7 @@ class RewardFarmingDetector:
             },
         )
 
-    def _device_observation(
-        self, dev: str, rec: list[Any], t: int, by_users: bool
-    ) -> Observation:
+    def _device_observation(self, dev: str, rec: list[Any], t: int, by_users: bool) -> Observation:
         users: dict[str, int] = rec[_D_USERS]
         codes: dict[str, int] = rec[_D_CODES]
         n_users, n_codes = len(users), len(codes)
@@ -343,9 +337,7 @@ class RewardFarmingDetector:
                     del state[key]
 
     @staticmethod
-    def _evict(
-        state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int
-    ) -> None:
+    def _evict(state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int) -> None:
         """Over the cap: forget the least recently active entities first."""
         while len(state) > cap and wheel:
             b = min(wheel)

@@ -255,7 +255,16 @@ class SeasonalRobustDetector:
         refractory_damping: float = 0.3,
         refractory_level: float = 0.005,
         score_scale: float = 0.01,
+        refractory_mode: str = "damp",
+        sudden: float = 0.0,
+        vol_windows: tuple[int, ...] = (),
+        vol_weight: float = 0.0,
     ) -> None:
+        self.vol_weight = vol_weight
+        self._vol = [(_MovingMean(w), _Envelope(half_life)) for w in vol_windows]
+        self.sudden = sudden
+        self._prev = math.nan
+        self.refractory_mode = refractory_mode
         if warmup < 1:
             raise ValueError("warmup must be >= 1")
         if any(w < 1 for w in (*windows, *seasonal_windows)):
@@ -288,8 +297,13 @@ class SeasonalRobustDetector:
         if not self.warmed_up or x != x:
             return 0.0
         e = self._evidence(float(x), t)
-        if self.n - self._last_alert <= self.refractory:
-            e *= self.refractory_damping
+        since = self.n - self._last_alert
+        if since <= self.refractory:
+            if self.refractory_mode == "linear":
+                d0 = self.refractory_damping
+                e *= d0 + (1.0 - d0) * since / (self.refractory + 1)
+            else:
+                e *= self.refractory_damping
         if e <= 0.0:
             return 0.0
         return e / (e + self.score_scale) if e < math.inf else 1.0
@@ -302,7 +316,15 @@ class SeasonalRobustDetector:
         if self.warmed_up and self._evidence(x, t) > self.refractory_level:
             self._last_alert = self.n
         self._cadence.observe(t)
+        if self._prev == self._prev:
+            dv = abs(x - self._prev)
+            for mm, env in self._vol:
+                m = mm.peek(dv)
+                if m is not None:
+                    env.update(m)
+                mm.push(dv)
         self._raw.update(x)
+        self._prev = x
         for mm, env in self._levels:
             m = mm.peek(x)
             if m is not None:
@@ -348,10 +370,19 @@ class SeasonalRobustDetector:
 
     def _evidence(self, x: float, t: datetime | None) -> float:
         e = self._raw.exceedance(x)
+        if self.sudden > 0 and e > 0 and self._prev == self._prev:
+            jump = abs(x - self._prev) / (self._raw.hi - self._raw.lo)
+            e *= min(1.0, jump / self.sudden)
         for mm, env in self._levels:
             m = mm.peek(x)
             if m is not None:
                 e = max(e, self.window_weight * env.exceedance(m))
+        if self.vol_weight > 0.0 and self._prev == self._prev:
+            dv = abs(x - self._prev)
+            for mm, env in self._vol:
+                m = mm.peek(dv)
+                if m is not None and m > env.hi:
+                    e = max(e, self.vol_weight * env.exceedance(m))
         if self.seasonal_weight > 0.0 and self._seasonal_active():
             d = self._profile.deviation(self._cadence.slot(t), x)
             if d is not None:

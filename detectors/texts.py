@@ -158,9 +158,7 @@ def outlet_rate(
     )
 
 
-def outlet_burst(
-    lang: str, outlet: str, device: str, count: int, span_ms: int, region: str
-) -> str:
+def outlet_burst(lang: str, outlet: str, device: str, count: int, span_ms: int, region: str) -> str:
     if lang == "zh-CN":
         return (
             f"门店 {outlet} 的设备 {device} 在 {duration(lang, span_ms)}内连续核销了 "

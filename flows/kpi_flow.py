@@ -29,8 +29,13 @@ def build_flow(source: Source[RawBatch], stages: Stages, sink: ClickHouseSink) -
 
     kpi_rows = op.filter_map("kpi_rows", kpis, stages.kpi_rows)
     late_rows = op.filter_map("late_rows", kpis, stages.late_rows)
+    streams = [dead_rows, kpi_rows, late_rows]
 
-    tables = op.merge("tables", dead_rows, kpi_rows, late_rows)
+    if stages.settings.detectors:
+        alerts = op.stateful("detect", kpis, stages.detect_logic)
+        streams.append(op.filter_map("alert_rows", alerts, stages.alert_rows))
+
+    tables = op.merge("tables", *streams)
     keyed = op.key_on("key_sink", tables, lambda _: "clickhouse")
     op.output("clickhouse", keyed, sink)
     return flow

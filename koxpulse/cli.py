@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sink_flush_interval",
         "progress",
         "metrics_textfile",
+        "detectors",
         "lang",
         "log_level",
     )
@@ -107,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--scale", type=_typed(_positive_float, "--scale"), default=1.0)
     sim.add_argument("--incidents", action="store_true", help="inject labelled incidents")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score the alerts in ClickHouse against labelled incidents",
+        description="Match alerts to labelled incidents (same kind; same entity, or same region "
+        "and channel for region-level kinds; alert start from 5 minutes before the incident to "
+        "15 minutes after its end) and print incidents, detected, alerts, precision, recall and "
+        "detection delay per kind.",
+    )
+    ev.add_argument("--labels", required=True, type=Path, help="labels file (JSON lines)")
+    _add_options(ev, "clickhouse", "database", "clickhouse_ca")
 
     summ = sub.add_parser("summary", help="print a summary of what is in ClickHouse")
     _add_options(summ, "clickhouse", "database", "clickhouse_ca")
@@ -181,6 +193,30 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from koxpulse.evaluate import ScoredAlert, format_scores, load_labels, score
+    from koxpulse.runner import clickhouse_target
+    from sinks.clickhouse import connect
+    from sinks.tables import quote_ident
+
+    incidents = load_labels(args.labels)
+    settings = _settings(args)
+    target = clickhouse_target(settings)
+    client = connect(target)
+    try:
+        rows = client.query(
+            "SELECT alert_id, kind, entity_type, entity_id, region, channel, "
+            "toUnixTimestamp64Milli(starts_at) "
+            f"FROM {quote_ident(target.database)}.alerts FINAL",
+            settings={"readonly": 1},
+        ).result_rows
+    finally:
+        client.close()
+    alerts = [ScoredAlert(*r) for r in rows]
+    sys.stdout.write(format_scores(score(alerts, incidents)))
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from koxpulse.summary import print_summary
 
@@ -211,6 +247,7 @@ COMMANDS = {
     "run": _cmd_run,
     "query": _cmd_query,
     "simulate": _cmd_simulate,
+    "evaluate": _cmd_evaluate,
     "summary": _cmd_summary,
     "settings": _cmd_settings,
 }

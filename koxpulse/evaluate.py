@@ -141,7 +141,10 @@ def score(alerts: Iterable[ScoredAlert], incidents: Iterable[Incident]) -> list[
 
 
 def format_scores(scores: list[KindScore]) -> str:
-    head = f"{'kind':<26}{'incidents':>10}{'detected':>9}{'alerts':>7}{'precision':>10}{'recall':>8}{'median delay':>14}{'worst delay':>13}"
+    head = (
+        f"{'kind':<26}{'incidents':>10}{'detected':>9}{'alerts':>7}{'precision':>10}"
+        f"{'recall':>8}{'median delay':>14}{'worst delay':>13}"
+    )
     lines = [head]
 
     def pct(v: float | None) -> str:

@@ -42,6 +42,11 @@ class Metrics:
         self.watermark = Gauge(
             "koxpulse_watermark_seconds", "Event-time watermark over all partitions", registry=r
         )
+        self.alerts = Counter(
+            "koxpulse_alert_updates",
+            "Alert rows written (raised, escalated or resolved)",
+            registry=r,
+        )
         self.dedup_evictions = Counter(
             "koxpulse_dedup_evictions",
             "Event ids dropped from the dedup memory early because of its size cap",

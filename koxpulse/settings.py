@@ -52,6 +52,14 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "true", "1", "yes"):
+        return True
+    if text.lower() in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("must be on or off")
+
+
 def _path_list(text: str) -> tuple[str, ...]:
     return tuple(p for p in (s.strip() for s in text.split(",")) if p)
 
@@ -149,6 +157,13 @@ OPTIONS: tuple[Option, ...] = (
         "Write Prometheus metrics to this file at the end of a replay",
     ),
     Option(
+        "detectors",
+        "--detectors",
+        True,
+        "Run the anomaly and fraud detectors: on or off",
+        _on_off,
+    ),
+    Option(
         "lang", "--lang", "en", "Language of alert summaries: en or zh-CN", _choice("en", "zh-CN")
     ),
     Option(
@@ -179,6 +194,7 @@ class Settings:
     sink_flush_interval: float = 2.0
     progress: str = "auto"
     metrics_textfile: str = ""
+    detectors: bool = True
     lang: str = "en"
     log_level: str = "warning"
 
@@ -223,6 +239,8 @@ def markdown_table() -> str:
     ]
     for o in OPTIONS:
         default = o.shown_default if o.shown_default is not None else str(o.default)
+        if isinstance(o.default, bool):
+            default = "on" if o.default else "off"
         shown = f"`{default}`" if default else "(empty)"
         lines.append(f"| `{o.env}` | `{o.flag}` | {shown} | {o.help} |")
     return "\n".join(lines)

@@ -12,8 +12,10 @@ from typing import Any
 
 from bytewax.operators import StatefulLogic
 
+from koxpulse.alerts import Alert
 from koxpulse.batches import DecodedBatch, RawBatch
 from koxpulse.decode import decode_batch
+from koxpulse.detection import Detection
 from koxpulse.kpi import KpiAggregator, KpiOutput
 from koxpulse.lateness import PartitionClock
 from koxpulse.metrics import Metrics
@@ -79,6 +81,7 @@ class Stages:
             dedup_max_ids=s.dedup_max_ids,
             repeat_lookback_ms=s.repeat_lookback_days * DAY_MS,
             expected_partitions=self.expected_partitions,
+            keep_accepted=s.detectors,
             version_clock=self.version_clock,
         )
 
@@ -127,6 +130,32 @@ class Stages:
                 for e in out.late
             ],
         )
+
+    # detection ---------------------------------------------------------------------------
+    def detect_logic(self, resume: Detection | None) -> DetectLogic:
+        return DetectLogic(resume if resume is not None else Detection(lang=self.settings.lang))
+
+    def alert_rows(self, item: tuple[str, list[Alert]]) -> TableRows | None:
+        alerts = item[1]
+        if not alerts:
+            return None
+        self.metrics.alerts.inc(len(alerts))
+        version = self.version_clock()
+        # a batch can carry the same alert twice (raised, then resolved): keep the order
+        return ("alerts", [a.row(version + i) for i, a in enumerate(alerts)])
+
+
+class DetectLogic(StatefulLogic[KpiOutput, list[Alert], Detection]):
+    """Bytewax adapter for :class:`koxpulse.detection.Detection`."""
+
+    def __init__(self, detection: Detection) -> None:
+        self.detection = detection
+
+    def on_item(self, value: KpiOutput) -> tuple[list[list[Alert]], bool]:
+        return [self.detection.process(value)], StatefulLogic.RETAIN
+
+    def snapshot(self) -> Detection:
+        return self.detection
 
 
 class AggregateLogic(StatefulLogic[DecodedBatch, KpiOutput, KpiAggregator]):

@@ -1,0 +1,176 @@
+"""高扫码低核销: scans at or above their usual level while redemptions fall well below theirs.
+
+Redemptions trail scans by minutes (offline) to hours (e-commerce), so a single
+minute's redemption rate is meaningless. The detector compares like with like:
+over a trailing window it takes the scans actually seen and the redemptions
+actually seen, and asks how many redemptions those scans usually bring in that
+window at that hour of the day (a ratio learned per entity and hour, which
+absorbs the entity's typical delay). It fires when, for a sustained number of
+buckets,
+
+* scans are at or above their usual level for the hour (so "everything down"
+  is not mistaken for an execution failure; that case is reported by
+  ``kpi_anomaly``),
+* the expected number of redemptions is large enough to judge,
+* redemptions are below ``ratio_threshold`` of the expected number, and
+* so few redemptions would be very unlikely by chance (Poisson lower tail below
+  ``max_p``), which keeps small outlets with noisy counts from alerting.
+
+It resolves (stops observing) once redemptions recover above
+``recover_ratio`` of expected. Baselines learn only from buckets that were
+not flagged, so an incident does not teach the detector that it is normal.
+No I/O, no randomness; the state pickles.
+
+>>> det = HighScanLowRedemption(bucket_ms=600_000, window_buckets=6, warmup_buckets=12)
+>>> H = 3_600_000
+>>> fired = []
+>>> for b in range(60):
+...     reds = 50 if b < 40 else 5          # redemptions collapse at bucket 40
+...     obs = det.update("CN-SD", b * 600_000, scans=100, redemptions=reds)
+...     fired.append(obs is not None)
+>>> fired.index(True) >= 40, fired[39]
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+HOUR_MS = 3_600_000
+
+
+def poisson_cdf(k: int, lam: float) -> float:
+    """P(X <= k) for X ~ Poisson(lam), summed in log space (k is small when it matters)."""
+    if lam <= 0:
+        return 1.0
+    if k >= lam:
+        return 1.0  # not a low count; the caller only asks about shortfalls
+    log_term = -lam  # i = 0
+    total = math.exp(log_term)
+    for i in range(1, k + 1):
+        log_term += math.log(lam / i)
+        total += math.exp(log_term)
+    return min(total, 1.0)
+
+
+@dataclass
+class _Entity:
+    window: deque[tuple[int, int]]
+    buckets_seen: int = 0
+    usual_scans: list[float | None] = field(default_factory=lambda: [None] * 24)
+    usual_ratio: list[float | None] = field(default_factory=lambda: [None] * 24)
+    low_streak: int = 0
+    firing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HslrVerdict:
+    """The evidence for one bucket that looks like 高扫码低核销."""
+
+    scans: int
+    usual_scans: float
+    redemptions: int
+    expected: float
+    ratio: float  # redemptions / expected
+
+
+class HighScanLowRedemption:
+    """One instance watches many entities (region×channel keys or outlets).
+
+    Parameters (defaults in brackets):
+    ``bucket_ms`` [10 min] size of the buckets fed to :meth:`update`;
+    ``window_buckets`` [6] trailing buckets compared (1 hour);
+    ``warmup_buckets`` [144] buckets of history before the entity is armed (24 h);
+    ``ratio_threshold`` [0.4] fire below this share of expected redemptions;
+    ``recover_ratio`` [0.7] stop firing above this share;
+    ``scan_floor`` [0.8] scans must be at least this share of usual;
+    ``min_expected`` [20] expected redemptions needed to judge;
+    ``sustain`` [2] consecutive low buckets before firing;
+    ``max_p`` [1e-4] the chance of so few redemptions must be below this;
+    ``alpha`` [0.1] learning rate of the hourly baselines.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket_ms: int = 600_000,
+        window_buckets: int = 6,
+        warmup_buckets: int = 144,
+        ratio_threshold: float = 0.4,
+        recover_ratio: float = 0.7,
+        scan_floor: float = 0.8,
+        min_expected: float = 20.0,
+        sustain: int = 2,
+        max_p: float = 1e-4,
+        alpha: float = 0.1,
+        max_entities: int = 200_000,
+    ) -> None:
+        self.bucket_ms = bucket_ms
+        self.window_buckets = window_buckets
+        self.warmup_buckets = warmup_buckets
+        self.ratio_threshold = ratio_threshold
+        self.recover_ratio = recover_ratio
+        self.scan_floor = scan_floor
+        self.min_expected = min_expected
+        self.sustain = sustain
+        self.max_p = max_p
+        self.alpha = alpha
+        self.max_entities = max_entities
+        self.entities: dict[str, _Entity] = {}
+
+    def update(
+        self, entity: str, bucket_start: int, *, scans: int, redemptions: int
+    ) -> HslrVerdict | None:
+        """Feed one completed bucket; returns evidence while the entity looks 高扫码低核销."""
+        e = self.entities.get(entity)
+        if e is None:
+            if len(self.entities) >= self.max_entities:
+                self.entities.pop(next(iter(self.entities)))
+            e = self.entities[entity] = _Entity(window=deque(maxlen=self.window_buckets))
+        e.window.append((scans, redemptions))
+        e.buckets_seen += 1
+        if len(e.window) < self.window_buckets:
+            return None
+        w_scans = sum(s for s, _ in e.window)
+        w_reds = sum(r for _, r in e.window)
+        slot = (bucket_start // HOUR_MS) % 24
+        usual_s = e.usual_scans[slot]
+        usual_r = e.usual_ratio[slot]
+        verdict = None
+        if e.buckets_seen >= self.warmup_buckets and usual_s is not None and usual_r is not None:
+            expected = min(usual_r, 1.0) * w_scans  # a code is redeemed at most once
+            ratio = w_reds / expected if expected > 0 else 1.0
+            judged = w_scans >= self.scan_floor * usual_s and expected >= self.min_expected
+            if e.firing:
+                low = judged and ratio < self.recover_ratio
+            else:
+                low = (
+                    judged
+                    and ratio < self.ratio_threshold
+                    and poisson_cdf(w_reds, expected) < self.max_p
+                )
+            if low:
+                e.low_streak += 1
+            else:
+                e.low_streak = 0
+                e.firing = False
+            if e.low_streak >= self.sustain:
+                e.firing = True
+                verdict = HslrVerdict(w_scans, usual_s, w_reds, expected, ratio)
+        if e.low_streak == 0:  # learn only from buckets that look normal
+            a = self.alpha
+            e.usual_scans[slot] = w_scans if usual_s is None else usual_s + a * (w_scans - usual_s)
+            if w_scans > 0:
+                r = w_reds / w_scans
+                e.usual_ratio[slot] = r if usual_r is None else usual_r + a * (r - usual_r)
+        return verdict
+
+    def firing(self, entity: str) -> bool:
+        e = self.entities.get(entity)
+        return e is not None and e.firing
+
+    def armed(self, entity: str) -> bool:
+        e = self.entities.get(entity)
+        return e is not None and e.buckets_seen >= self.warmup_buckets

@@ -1,0 +1,364 @@
+"""The detection step: fraud detectors on events, KPI detectors on closed windows, one lifecycle.
+
+Runs after the KPI aggregator, on what it emits per batch: the accepted
+events (fraud detectors, per-outlet 高扫码低核销 counts) and the closed minute
+rows (region × channel series). Minute rows are rolled up into 10-minute
+buckets before the series detectors see them: per-minute counts of a region
+are too noisy to judge, and one model call per bucket keeps detectors off the
+hot path. Every observation goes through one :class:`AlertTracker`, so each
+incident is one alert with a stable id that resolves when it has been quiet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.fraud import FraudDetectors, FraudParams
+from detectors.high_scan_low_redemption import HighScanLowRedemption, HslrVerdict
+from detectors.seasonal_robust import SeasonalRobustDetector
+from koxpulse.alerts import Alert, AlertTracker, Observation
+from koxpulse.events import Redemption, Scan
+from koxpulse.kpi import KpiOutput, KpiRow
+from koxpulse.timeutil import ms_to_datetime, ms_to_iso
+
+BUCKET_MS = 600_000
+METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
+# a rate computed from fewer events than this says nothing
+MIN_DENOMINATOR = 20
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionParams:
+    """Tunables of the series detectors (fraud thresholds live in ``FraudParams``)."""
+
+    kpi_threshold: float = 0.99  # detector score at or above which a bucket is anomalous
+    kpi_warmup_buckets: int = 144  # 24 h of 10-minute buckets per series before alerts
+    kpi_band_k: float = 4.0  # band = usual ± k × robust spread, shown in details
+    quiet_ms: int = 30 * 60_000  # an incident resolves after this long without evidence
+    outlet_window_buckets: int = 6  # 1 h, like regions; smaller outlets are simply not judged
+    outlet_min_expected: float = 15.0
+    outlet_sustain: int = 3
+
+
+@dataclass
+class _Band:
+    """Hour-of-day robust location and spread of a series, for the explanation only."""
+
+    centre: list[float | None] = field(default_factory=lambda: [None] * 24)
+    spread: list[float] = field(default_factory=lambda: [0.0] * 24)
+
+    def update(self, slot: int, x: float, alpha: float = 0.1) -> None:
+        c = self.centre[slot]
+        if c is None:
+            self.centre[slot] = x
+            return
+        dev = x - c
+        s = self.spread[slot]
+        limit = 3 * s if s > 0 else abs(dev)
+        step = max(-limit, min(limit, dev)) if limit > 0 else dev
+        self.centre[slot] = c + alpha * step
+        self.spread[slot] = s + alpha * (abs(dev) - s)
+
+    def band(self, slot: int, k: float) -> tuple[float, float] | None:
+        c = self.centre[slot]
+        if c is None:
+            return None
+        half = k * 1.2533 * self.spread[slot]  # mean absolute deviation -> sigma
+        return (c - half, c + half)
+
+
+class _SeriesMonitor:
+    """One KPI series of one region × channel: detector score, band, direction."""
+
+    def __init__(self, params: DetectionParams) -> None:
+        self.params = params
+        self.model = SeasonalRobustDetector()
+        self.band = _Band()
+        self.seen = 0
+
+    def step(self, t: int, x: float) -> tuple[float, tuple[float, float] | None, bool]:
+        when = ms_to_datetime(t)
+        slot = (t // 3_600_000) % 24
+        score = self.model.score_one(x, when)
+        band = self.band.band(slot, self.params.kpi_band_k)
+        self.seen += 1
+        flagged = (
+            self.seen > self.params.kpi_warmup_buckets
+            and score >= self.params.kpi_threshold
+            and band is not None
+            and not band[0] <= x <= band[1]
+        )
+        if not flagged:  # thresholding never learns from the points it flags
+            self.model.learn_one(x, when)
+            self.band.update(slot, x)
+        return score, band, flagged
+
+
+@dataclass
+class _Bucket:
+    scans: int = 0
+    redemptions: int = 0
+    orders: int = 0
+    buyers: int = 0
+    repeat_buyers: int = 0
+
+
+class Detection:
+    """Turns KPI-step output into alerts. Stateful, picklable, no I/O."""
+
+    def __init__(
+        self,
+        params: DetectionParams | None = None,
+        fraud: FraudParams | None = None,
+        *,
+        lang: str = "en",
+    ) -> None:
+        self.params = p = params or DetectionParams()
+        self.lang = lang
+        self.fraud = FraudDetectors(fraud, lang=lang)
+        self.tracker = AlertTracker(quiet_ms=p.quiet_ms)
+        self.region_hslr = HighScanLowRedemption()
+        self.outlet_hslr = HighScanLowRedemption(
+            window_buckets=p.outlet_window_buckets,
+            min_expected=p.outlet_min_expected,
+            sustain=p.outlet_sustain,
+        )
+        self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
+        self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
+        self.buckets: dict[int, dict[tuple[str, str], _Bucket]] = {}
+        self.keys: set[tuple[str, str]] = set()
+        self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
+        self.outlets: dict[tuple[str, str, str], int] = {}  # outlet key -> last bucket seen
+        self.next_bucket: int | None = None
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def process(self, out: KpiOutput) -> list[Alert]:
+        alerts: list[Alert] = []
+        observe = self.tracker.observe
+        update = self.fraud.update
+        outlet_buckets = self.outlet_buckets
+        for ev, t in out.accepted:
+            for obs in update(ev, t):
+                a = observe(obs)
+                if a is not None:
+                    alerts.append(a)
+            cls = ev.__class__
+            if (cls is Scan or cls is Redemption) and ev.outlet_id:  # type: ignore[union-attr]
+                b = t - t % BUCKET_MS
+                key = (ev.region, ev.channel, ev.outlet_id)  # type: ignore[union-attr]
+                slot = outlet_buckets.setdefault(b, {}).get(key)
+                if slot is None:
+                    slot = outlet_buckets[b][key] = [0, 0]
+                slot[0 if cls is Scan else 1] += 1
+        for row in out.rows:
+            self._add_row(row)
+        if out.closed_through is not None and out.closed_through < 2**61:
+            for obs in self._complete_buckets(out.closed_through):
+                a = observe(obs)
+                if a is not None:
+                    alerts.append(a)
+            alerts.extend(self.tracker.advance(out.closed_through))
+        return alerts
+
+    # -- KPI buckets -----------------------------------------------------------------------
+
+    def _add_row(self, row: KpiRow) -> None:
+        minute, region, channel = row[0], row[1], row[2]
+        b = minute - minute % BUCKET_MS
+        key = (region, channel)
+        self.keys.add(key)
+        bucket = self.buckets.setdefault(b, {}).get(key)
+        if bucket is None:
+            bucket = self.buckets[b][key] = _Bucket()
+        bucket.scans += row[3]
+        bucket.redemptions += row[6]
+        bucket.orders += row[7]
+        bucket.buyers += row[9]
+        bucket.repeat_buyers += row[10]
+        if self.next_bucket is None or b < self.next_bucket:
+            self.next_bucket = b
+
+    def _complete_buckets(self, closed_through: int) -> list[Observation]:
+        obs: list[Observation] = []
+        if self.next_bucket is None:
+            return obs
+        b = self.next_bucket
+        while b + BUCKET_MS <= closed_through:
+            per_key = self.buckets.pop(b, {})
+            for key in sorted(self.keys):
+                obs.extend(self._judge_key(key, b, per_key.get(key) or _Bucket()))
+            outlets = self.outlet_buckets.pop(b, {})
+            for okey in sorted(outlets):
+                self.outlets[okey] = b
+            for okey in sorted(self.outlets):
+                scans, reds = outlets.get(okey, (0, 0))
+                verdict = self.outlet_hslr.update("|".join(okey), b, scans=scans, redemptions=reds)
+                # an outlet inside a region-wide incident is part of that incident, not its own
+                last = self.region_hslr_last.get(f"{okey[0]}|{okey[1]}")
+                window = self.outlet_hslr.window_buckets * BUCKET_MS
+                if verdict is not None and (last is None or b - last > window):
+                    obs.append(self._hslr_obs("outlet", okey[2], okey[0], okey[1], b, verdict))
+            stale = [k for k, last in self.outlets.items() if b - last > 2 * 86_400_000]
+            for k in stale:
+                del self.outlets[k]
+            b += BUCKET_MS
+        self.next_bucket = b
+        # outlet counts for buckets that closed with no KPI row at all
+        for old in [k for k in self.outlet_buckets if k < b]:
+            del self.outlet_buckets[old]
+        return obs
+
+    def _judge_key(self, key: tuple[str, str], b: int, bucket: _Bucket) -> list[Observation]:
+        region, channel = key
+        obs: list[Observation] = []
+        values: dict[str, float | None] = {
+            "scans": float(bucket.scans),
+            "orders": float(bucket.orders),
+            "redemption_rate": bucket.redemptions / bucket.scans
+            if bucket.scans >= MIN_DENOMINATOR
+            else None,
+            "repurchase_rate": bucket.repeat_buyers / bucket.buyers
+            if bucket.buyers >= MIN_DENOMINATOR
+            else None,
+        }
+        for metric in METRICS:
+            x = values[metric]
+            if x is None:
+                continue
+            mon = self.series.get((region, channel, metric))
+            if mon is None:
+                mon = self.series[(region, channel, metric)] = _SeriesMonitor(self.params)
+            score, band, flagged = mon.step(b, x)
+            if flagged and band is not None:
+                obs.append(self._kpi_obs(region, channel, metric, b, x, band, score))
+        verdict = self.region_hslr.update(
+            f"{region}|{channel}", b, scans=bucket.scans, redemptions=bucket.redemptions
+        )
+        if verdict is not None:
+            self.region_hslr_last[f"{region}|{channel}"] = b
+            obs.append(self._hslr_obs("region", region, region, channel, b, verdict))
+        return obs
+
+    # -- observations ----------------------------------------------------------------------
+
+    def _kpi_obs(
+        self,
+        region: str,
+        channel: str,
+        metric: str,
+        b: int,
+        x: float,
+        band: tuple[float, float],
+        score: float,
+    ) -> Observation:
+        direction = "up" if x > band[1] else "down"
+        lo, hi = max(band[0], 0.0), band[1]
+        rate = metric.endswith("_rate")
+
+        def fmt(v: float) -> str:
+            return f"{v:.1%}" if rate else f"{v:,.0f}"
+
+        names = {
+            "en": {
+                "scans": "Scans",
+                "orders": "Orders",
+                "redemption_rate": "Redemption rate",
+                "repurchase_rate": "Repurchase rate",
+            },
+            "zh-CN": {
+                "scans": "扫码量",
+                "orders": "订单量",
+                "redemption_rate": "核销率",
+                "repurchase_rate": "复购率",
+            },
+        }
+        if self.lang == "zh-CN":
+            verb = "升至" if direction == "up" else "降至"
+            cmp = "高于" if direction == "up" else "低于"
+            unit = "" if rate else "（每10分钟）"
+            summary = (
+                f"{region}/{channel} 的{names['zh-CN'][metric]}{verb} {fmt(x)}{unit}，"
+                f"{cmp}该时段通常的 {fmt(lo)}–{fmt(hi)}。"
+            )
+        else:
+            verb = "rose to" if direction == "up" else "fell to"
+            unit = "" if rate else " per 10 minutes"
+            summary = (
+                f"{names['en'][metric]} in {region}/{channel} {verb} {fmt(x)}{unit}, "
+                f"{'above' if direction == 'up' else 'below'} the usual {fmt(lo)}–{fmt(hi)} "
+                "for this time of day."
+            )
+        far = (x - hi) if direction == "up" else (lo - x)
+        width = max(hi - lo, 1e-9)
+        details: dict[str, Any] = {
+            "metric": metric,
+            "direction": direction,
+            "observed": x,
+            "band": [lo, hi],
+            "bucket_start": ms_to_iso(b),
+            "bucket_minutes": BUCKET_MS // 60_000,
+            "score": round(score, 4),
+        }
+        return Observation(
+            kind="kpi_anomaly",
+            entity_type="region",
+            entity_id=region,
+            t=b + BUCKET_MS,
+            region=region,
+            channel=channel,
+            severity="critical" if far >= width else "warning",
+            value=x,
+            baseline=(lo + hi) / 2,
+            summary=summary,
+            details=details,
+        )
+
+    def _hslr_obs(
+        self, etype: str, entity: str, region: str, channel: str, b: int, v: HslrVerdict
+    ) -> Observation:
+        pct = v.ratio
+        hours = (self.outlet_hslr if etype == "outlet" else self.region_hslr).window_buckets / 6
+        where = (
+            f"Outlet {entity} ({region}/{channel})" if etype == "outlet" else f"{region}/{channel}"
+        )
+        if self.lang == "zh-CN":
+            where_zh = f"门店 {entity}（{region}/{channel}）" if etype == "outlet" else where
+            summary = (
+                f"{where_zh}：近{hours:g}小时扫码 {v.scans} 次（通常约 {v.usual_scans:.0f}），"
+                f"但核销仅 {v.redemptions} 次，预期约 {v.expected:.0f} 次（{pct:.0%}），"
+                "请检查门店执行、奖励是否失效或机器刷码。"
+            )
+        else:
+            summary = (
+                f"{where}: {v.scans} scans in the last {hours:g} h (usual about "
+                f"{v.usual_scans:.0f}) but only {v.redemptions} redemptions against about "
+                f"{v.expected:.0f} expected ({pct:.0%}): check store execution, the reward, "
+                "or bot scans."
+            )
+        return Observation(
+            kind="high_scan_low_redemption",
+            entity_type=etype,
+            entity_id=entity,
+            t=b + BUCKET_MS,
+            region=region,
+            channel=channel,
+            severity="critical" if pct < 0.2 else "warning",
+            value=float(v.redemptions),
+            baseline=round(v.expected, 3),
+            summary=summary,
+            details={
+                "scans": v.scans,
+                "usual_scans": round(v.usual_scans, 3),
+                "redemptions": v.redemptions,
+                "expected_redemptions": round(v.expected, 3),
+                "redeemed_share_of_expected": round(pct, 4),
+                "window_hours": hours,
+                "bucket_start": ms_to_iso(b),
+                "scans_vs_usual": round(v.scans / v.usual_scans, 3)
+                if v.usual_scans and not math.isnan(v.usual_scans)
+                else None,
+            },
+        )
