@@ -85,8 +85,9 @@ class CrossRegionDetector:
     >>> [obs] = det.update(scan(4), 300_000)
     >>> obs.region, obs.value, obs.details["authorised_regions"], obs.details["scanned_regions"]
     ('CN-SH', 5.0, ['CN-BJ'], {'CN-SH': 5})
-    >>> obs.summary
-    'Batch B00009 is authorised for CN-BJ, but 5 of its codes were scanned in CN-SH within 4 minutes — likely channel diversion.'
+    >>> print(obs.summary)  # doctest: +NORMALIZE_WHITESPACE
+    Batch B00009 is authorised for CN-BJ, but 5 of its codes were scanned in CN-SH
+    within 4 minutes — likely channel diversion.
     """
 
     kind = KIND

@@ -10,7 +10,9 @@ with exactly the same observations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from detectors import texts
 from detectors.cross_region import CrossRegionDetector
@@ -21,6 +23,7 @@ from detectors.reward_farming import RewardFarmingDetector
 from koxpulse.alerts import Observation
 from koxpulse.events import AnyEvent, Redemption, Scan, Shipment
 
+Handler = Callable[[Any, int, list[Observation]], None]
 MINUTE = texts.MINUTE_MS
 HOUR = texts.HOUR_MS
 DAY = texts.DAY_MS
@@ -108,8 +111,10 @@ class FraudDetectors:
     >>> fraud.update(scan("U1", 0), 0)
     []
     >>> [obs] = fraud.update(scan("U2", 60_000), 60_000)
-    >>> obs.kind, obs.entity_type, obs.summary
-    ('duplicate_code', 'code', '码 B00042-000317 在 1 分钟内被 2 个不同用户扫描（CN-GD），疑似泄露或假冒。')
+    >>> obs.kind, obs.entity_type
+    ('duplicate_code', 'code')
+    >>> print(obs.summary)
+    码 B00042-000317 在 1 分钟内被 2 个不同用户扫描（CN-GD），疑似泄露或假冒。
     """
 
     def __init__(self, params: FraudParams | None = None, *, lang: str = "en") -> None:
@@ -170,25 +175,47 @@ class FraudDetectors:
             emit_interval_ms=every,
             lang=lang,
         )
-        self._next_expire: int | None = None
+        self._next_expire = -(1 << 62)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Bound handlers per event class (rebuilt after unpickling, never pickled)."""
+        self._on_scan: tuple[Handler, ...] = (
+            self.duplicate_code.on_scan,
+            self.reward_farming.on_scan,
+            self.cross_region.on_scan,
+            self.impossible_travel.on_scan,
+        )
+        self._on_redemption: tuple[Handler, ...] = (
+            self.reward_farming.on_redemption,
+            self.outlet_self_redemption.on_redemption,
+        )
+        self._on_shipment: Handler = self.cross_region.on_shipment  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_on_scan", "_on_redemption", "_on_shipment"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind()
 
     def update(self, ev: AnyEvent, t: int) -> list[Observation]:
         """Feed one decoded event at event time ``t`` (epoch ms); returns observations."""
         out: list[Observation] = []
-        nxt = self._next_expire
-        if nxt is None or t >= nxt:
+        if t >= self._next_expire:
             self.expire(t)
         cls = ev.__class__
         if cls is Scan:
-            self.duplicate_code.on_scan(ev, t, out)  # type: ignore[arg-type]
-            self.reward_farming.on_scan(ev, t, out)  # type: ignore[arg-type]
-            self.cross_region.on_scan(ev, t, out)  # type: ignore[arg-type]
-            self.impossible_travel.on_scan(ev, t, out)  # type: ignore[arg-type]
+            for handle in self._on_scan:
+                handle(ev, t, out)
         elif cls is Redemption:
-            self.reward_farming.on_redemption(ev, t, out)  # type: ignore[arg-type]
-            self.outlet_self_redemption.on_redemption(ev, t, out)  # type: ignore[arg-type]
+            for handle in self._on_redemption:
+                handle(ev, t, out)
         elif cls is Shipment:
-            self.cross_region.on_shipment(ev, t, out)  # type: ignore[arg-type]
+            self._on_shipment(ev, t, out)
         return out
 
     def expire(self, now: int) -> None:

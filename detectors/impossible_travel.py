@@ -61,8 +61,10 @@ class ImpossibleTravelDetector:
     >>> [obs] = det.update(scan(3, "CN-GD", "广州", 23.1291, 113.2644), 3_600_000 + 15 * 60_000)
     >>> obs.entity_id, round(obs.details["distance_km"]), obs.severity
     ('U7', 1844, 'critical')
-    >>> obs.summary
-    'User U7 scanned in 天津 (CN-TJ) and 15 minutes later in 广州 (CN-GD), 1,844 km apart (about 7,376 km/h) — no one travels that fast; the account is likely shared or its location spoofed.'
+    >>> print(obs.summary)  # doctest: +NORMALIZE_WHITESPACE
+    User U7 scanned in 天津 (CN-TJ) and 15 minutes later in 广州 (CN-GD), 1,844 km apart
+    (about 7,376 km/h) — no one travels that fast; the account is likely shared or its
+    location spoofed.
     """
 
     kind = KIND
@@ -86,7 +88,8 @@ class ImpossibleTravelDetector:
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._min_deg = min_km / KM_PER_DEGREE
-        self._users: dict[str, list[Any]] = {}
+        self._users: dict[str, tuple[Any, ...]] = {}
+        """user -> last geolocated scan (t, lat, lon, region, channel, city, code, emit, wb)."""
         self._wheel: dict[int, list[str]] = {}
 
     def update(self, ev: AnyEvent, t: int) -> list[Observation]:
@@ -103,51 +106,52 @@ class ImpossibleTravelDetector:
             return
         user = ev.user_id
         b = t // _BUCKET_MS
-        rec = self._users.get(user)
+        users = self._users
+        rec = users.get(user)
         if rec is None:
-            self._users[user] = [t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, _NEVER, b]
+            users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, _NEVER, b)
             wl = self._wheel.get(b)
             if wl is None:
                 self._wheel[b] = [user]
             else:
                 wl.append(user)
-            if len(self._users) > self.max_users:
+            if len(users) > self.max_users:
                 self._evict()
             return
-        if b > rec[_WB]:
-            rec[_WB] = b
+        wb = rec[_WB]
+        if b > wb:
+            wb = b
             wl = self._wheel.get(b)
             if wl is None:
                 self._wheel[b] = [user]
             else:
                 wl.append(user)
+        emit = rec[_EMIT]
         # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
         dlon = abs(lon - rec[_LON])
         if dlon > 180.0:
             dlon = 360.0 - dlon
         if abs(lat - rec[_LAT]) + dlon > self._min_deg:
-            self._judge(rec, user, ev, t, out)
+            emit = self._judge(rec, user, ev, t, out)
         if t >= rec[_T]:
-            rec[_T] = t
-            rec[_LAT] = lat
-            rec[_LON] = lon
-            rec[_REGION] = ev.region
-            rec[_CHANNEL] = ev.channel
-            rec[_CITY] = ev.city
-            rec[_CODE] = ev.code_id
+            users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, emit, wb)
+        elif wb != rec[_WB] or emit != rec[_EMIT]:  # out of order: keep the later position
+            users[user] = (*rec[:_EMIT], emit, wb)
 
-    def _judge(self, rec: list[Any], user: str, ev: Scan, t: int, out: list[Observation]) -> None:
+    def _judge(
+        self, rec: tuple[Any, ...], user: str, ev: Scan, t: int, out: list[Observation]
+    ) -> int:
+        """Emit if the trip from ``rec`` to ``ev`` is impossible; returns the last emit time."""
         gap = abs(t - rec[_T])
         if gap >= self.window_ms:
-            return
+            return rec[_EMIT]  # type: ignore[no-any-return]
         km = haversine_km(rec[_LAT], rec[_LON], ev.lat, ev.lon)  # type: ignore[arg-type]
         if km <= self.min_km or km * 3_600_000 <= self.max_kmh * gap:
-            return
+            return rec[_EMIT]  # type: ignore[no-any-return]
         if t - rec[_EMIT] < self.emit_interval_ms:
-            return
-        rec[_EMIT] = t
+            return rec[_EMIT]  # type: ignore[no-any-return]
         kmh = km * 3_600_000 / max(gap, 1000)  # same second: as if a second apart
-        earlier = {
+        earlier: dict[str, Any] = {
             "at": texts.iso(rec[_T]),
             "region": rec[_REGION],
             "channel": rec[_CHANNEL],
@@ -156,7 +160,7 @@ class ImpossibleTravelDetector:
             "lon": rec[_LON],
             "code_id": rec[_CODE],
         }
-        later = {
+        later: dict[str, Any] = {
             "at": texts.iso(t),
             "region": ev.region,
             "channel": ev.channel,
@@ -197,6 +201,7 @@ class ImpossibleTravelDetector:
                 },
             )
         )
+        return t
 
     def expire(self, now: int) -> None:
         """Forget users whose last geolocated scan is older than ``window_ms``."""

@@ -33,7 +33,6 @@ class _Outlet:
     __slots__ = (
         "bucket",
         "busr",
-        "bdev",
         "channel",
         "count",
         "day",
@@ -55,9 +54,11 @@ class _Outlet:
         """EWMA of redemptions per bucket, per hour-of-day slot (not bias-corrected)."""
         self.wts = array("d", bytes(8 * slots))
         """Weight of the EWMA per slot: 1 - (1 - alpha)^n after n buckets."""
-        self.bdev: dict[str, int] = {}
         self.busr: dict[str, int] = {}
-        self.devs: dict[str, list[int]] = {}
+        """redemptions per user in the current bucket"""
+        self.devs: dict[str, int | list[int]] = {}
+        """device -> time of its one redemption, or times of its redemptions, within the
+        burst window (pruned when the outlet's bucket rolls)"""
         self.emit = _NEVER
         self.day = -1
 
@@ -87,8 +88,8 @@ class OutletSelfRedemptionDetector:
     bucket and ``baseline`` = the usual level; a burst alone gives the device's
     redemptions and the burst threshold. ``details``: ``rule`` (``rate``,
     ``device_burst`` or both), the bucket count, usual level and threshold (or
-    ``armed: false``), the burst device and count, and the top 10 ``devices`` and
-    ``users`` of the current bucket.
+    ``armed: false``), the burst device and count, the top 10 ``devices`` by
+    redemptions within the burst window and the top 10 ``users`` of the bucket.
 
     >>> from koxpulse.events import Redemption
     >>> det = OutletSelfRedemptionDetector()
@@ -101,8 +102,9 @@ class OutletSelfRedemptionDetector:
     >>> [obs] = det.update(redeem(9, "till"), 9 * 120_000)
     >>> obs.entity_id, obs.details["rule"], obs.details["burst_redemptions"]
     ('SD-OFF-0002', 'device_burst', 10)
-    >>> obs.summary
-    'Outlet SD-OFF-0002 redeemed 10 rewards from one device (till) in 18 minutes (CN-SD) — the store may be cashing out rewards itself.'
+    >>> print(obs.summary)  # doctest: +NORMALIZE_WHITESPACE
+    Outlet SD-OFF-0002 redeemed 10 rewards from one device (till) in 18 minutes (CN-SD) —
+    the store may be cashing out rewards itself.
     """
 
     kind = KIND
@@ -152,6 +154,7 @@ class OutletSelfRedemptionDetector:
         self.lang = texts.check_lang(lang)
         self._per_day = per_day
         self._per_slot = per_day // slots
+        self._qpow = [(1 - alpha) ** k for k in range(self._per_slot + 1)]
         self._outlets: dict[str, _Outlet] = {}
         self._day_wheel: dict[int, list[str]] = {}
         """day -> outlets active that day (forgetting idle outlets)."""
@@ -188,32 +191,35 @@ class OutletSelfRedemptionDetector:
             self._wheel(self._day_wheel, day, oid)
         rec.count += 1
         count = rec.count
-        user = ev.user_id
         busr = rec.busr
+        user = ev.user_id
         busr[user] = busr.get(user, 0) + 1
         dev = ev.device_id
         n_burst = 0
         if dev is not None:
-            bdev = rec.bdev
-            bdev[dev] = bdev.get(dev, 0) + 1
-            times = rec.devs.get(dev)
+            devs = rec.devs
+            times = devs.get(dev)
             if times is None:
-                rec.devs[dev] = [t]
+                devs[dev] = t  # one redemption: a bare time, no list
+            elif times.__class__ is int:
+                devs[dev] = [times, t]  # type: ignore[list-item]
+                n_burst = 2
             else:
-                times.append(t)
-                n_burst = len(times)
+                times.append(t)  # type: ignore[union-attr]
+                n_burst = len(times)  # type: ignore[arg-type]
                 if n_burst >= self.burst_min:
-                    if times[0] < t - self.burst_window_ms:
-                        del times[: bisect_left(times, t - self.burst_window_ms)]
-                    if len(times) > self.max_burst:
-                        del times[: len(times) - self.max_burst]
-                    n_burst = len(times)
+                    cutoff = t - self.burst_window_ms
+                    if times[0] < cutoff:  # type: ignore[index]
+                        del times[: bisect_left(times, cutoff)]  # type: ignore[arg-type,union-attr]
+                    if n_burst > self.max_burst:
+                        del times[: n_burst - self.max_burst]  # type: ignore[union-attr]
+                    n_burst = len(times)  # type: ignore[arg-type]
         rate = count >= self.min_count and t - rec.first_t >= self.warmup_ms
         burst = n_burst >= self.burst_min
         if not (rate or burst) or t - rec.emit < self.emit_interval_ms:
             return
         usual = self._usual(rec, b) if rate else 0.0
-        rate = rate and count >= self.ratio * usual
+        rate = rate and count + 1e-9 >= self.ratio * usual
         if rate or burst:
             rec.emit = t
             out.append(self._observation(oid, rec, t, b, rate, dev if burst else None))
@@ -241,23 +247,27 @@ class OutletSelfRedemptionDetector:
         """Close the outlet's current bucket and account the empty buckets up to ``b``."""
         a = self.alpha
         cur = rec.bucket
-        s = self._slot(cur)
+        per_day, per_slot = self._per_day, self._per_slot
+        s = (cur % per_day) // per_slot
         prof, wts = rec.prof, rec.wts
         x = float(rec.count)
         w = wts[s]
+        p = prof[s]
         if w > 0.2:  # about a day of this slot: trust the level enough to clip by it
-            cap = self.clip * max(prof[s] / w, self.floor)
+            cap = p / w
+            if cap < self.floor:
+                cap = self.floor
+            cap *= self.clip
             if x > cap:
                 x = cap
-        prof[s] = prof[s] * (1 - a) + a * x
-        wts[s] = w * (1 - a) + a
+        prof[s] = p + a * (x - p)
+        wts[s] = w + a * (1.0 - w)
         gap = b - cur - 1
-        if gap > 0:
-            q = 1 - a
-            per_day, per_slot = self._per_day, self._per_slot
+        if gap > 0:  # empty buckets: decay towards zero, slot by slot
+            qpow = self._qpow
             if gap >= per_day:
                 days = gap // per_day
-                f = q ** (days * per_slot)
+                f = (1 - a) ** (days * per_slot)
                 for j in range(self.slots):
                     prof[j] *= f
                     wts[j] = wts[j] * f + (1 - f)
@@ -265,20 +275,31 @@ class OutletSelfRedemptionDetector:
             pos = (cur + 1) % per_day
             while gap > 0:
                 j = pos // per_slot
-                take = min(per_slot - pos % per_slot, gap)
-                f = q**take
+                take = per_slot - pos % per_slot
+                if take > gap:
+                    take = gap
+                f = qpow[take]
                 prof[j] *= f
                 wts[j] = wts[j] * f + (1 - f)
                 pos = (pos + take) % per_day
                 gap -= take
         rec.bucket = b
         rec.count = 0
-        rec.bdev.clear()
-        rec.busr.clear()
-        cutoff = t - self.burst_window_ms
+        if rec.busr:
+            rec.busr.clear()
         devs = rec.devs
-        for d in [d for d, times in devs.items() if times[-1] < cutoff]:
-            del devs[d]
+        if devs:
+            cutoff = t - self.burst_window_ms
+            stale = None
+            for d, v in devs.items():
+                if (v if v.__class__ is int else v[-1]) < cutoff:  # type: ignore[index]
+                    if stale is None:
+                        stale = [d]
+                    else:
+                        stale.append(d)
+            if stale is not None:
+                for d in stale:
+                    del devs[d]
 
     # -- observations ----------------------------------------------------------------
 
@@ -299,7 +320,9 @@ class OutletSelfRedemptionDetector:
             "rate_threshold": None
             if usual is None
             else round(max(self.min_count, self.ratio * usual), 2),
-            "devices": texts.top(rec.bdev),
+            "devices": texts.top(
+                {d: 1 if v.__class__ is int else len(v) for d, v in rec.devs.items()}  # type: ignore[arg-type]
+            ),
             "users": texts.top(rec.busr),
         }
         sev = "warning"
@@ -309,7 +332,7 @@ class OutletSelfRedemptionDetector:
             value, baseline = float(rec.count), usual
             summary = texts.outlet_rate(lang, oid, rec.count, self.bucket_ms, usual, rec.region)
         if burst_dev is not None:
-            times = rec.devs[burst_dev]
+            times: list[int] = rec.devs[burst_dev]  # type: ignore[assignment]
             n = len(times)
             details.update(
                 {

@@ -7,9 +7,11 @@ Two entities, two questions:
 - a **device** serving many distinct accounts (a phone farm rotating accounts), or
   many distinct codes across a few accounts.
 
-Each entity keeps the codes (and for devices the accounts) it touched with the time
-each was first seen; the dict is pruned from its oldest end only once it is big
-enough to matter, so a normal consumer's scan costs a couple of dict operations.
+Most entities touch one code in a window: they are kept as a small tuple (no dict, and
+nothing the garbage collector has to walk). On a second code (or account) the entity
+gets a record with the codes (and for devices the accounts) it touched, each with the
+time it was first seen; those dicts are pruned from their oldest end only once they
+are big enough to matter, so a normal consumer's scan costs a couple of dict operations.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ _BUCKET_MS = 60_000
 _U_CODES, _U_REGION, _U_CHANNEL, _U_EMIT, _U_WB, _U_DEV0, _U_DEVS = range(7)
 # device record
 _D_USERS, _D_CODES, _D_REGION, _D_CHANNEL, _D_EMIT, _D_WB = range(6)
+
+
+def _last_bucket(rec: Any, wb: int) -> int:
+    """Wheel bucket of an entity's last activity: a single (tuple, time last) or a record."""
+    return rec[-1] // _BUCKET_MS if rec.__class__ is tuple else rec[wb]  # type: ignore[no-any-return]
 
 
 def _prune(d: dict[str, int], cutoff: int) -> None:
@@ -123,8 +130,10 @@ class RewardFarmingDetector:
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._device_window_ms = max(device_user_window_ms, device_code_window_ms)
-        self._users: dict[str, list[Any]] = {}
-        self._devices: dict[str, list[Any]] = {}
+        self._users: dict[str, Any] = {}
+        """user -> (code, t) while it has one code, else a record (list)."""
+        self._devices: dict[str, Any] = {}
+        """device -> (user, code, t) while it has one of each, else a record (list)."""
         self._user_wheel: dict[int, list[str]] = {}
         self._device_wheel: dict[int, list[str]] = {}
 
@@ -153,25 +162,23 @@ class RewardFarmingDetector:
     def _user(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
         user = ev.user_id
         code = ev.code_id
-        b = t // _BUCKET_MS
         rec = self._users.get(user)
-        if rec is None:
-            self._users[user] = [{code: t}, ev.region, ev.channel, _NEVER, b, ev.device_id, None]
-            wl = self._user_wheel.get(b)
-            if wl is None:
-                self._user_wheel[b] = [user]
-            else:
-                wl.append(user)
+        if rec is None:  # the common case: a single code, kept as an untracked tuple
+            self._users[user] = (code, t)
+            self._put(self._user_wheel, t // _BUCKET_MS, user)
             if len(self._users) > self.max_users:
                 self._evict(self._users, self._user_wheel, _U_WB, self.max_users)
             return
-        if b > rec[_U_WB]:
+        b = t // _BUCKET_MS
+        if rec.__class__ is tuple:
+            if rec[0] == code:
+                return  # the redemption of the code just scanned, or a rescan
+            rec = [{rec[0]: rec[1]}, ev.region, ev.channel, _NEVER, b, ev.device_id, None]
+            self._users[user] = rec
+            self._put(self._user_wheel, b, user)
+        elif b > rec[_U_WB]:
             rec[_U_WB] = b
-            wl = self._user_wheel.get(b)
-            if wl is None:
-                self._user_wheel[b] = [user]
-            else:
-                wl.append(user)
+            self._put(self._user_wheel, b, user)
         dev = ev.device_id
         if dev is not None and dev != rec[_U_DEV0]:
             devs = rec[_U_DEVS]
@@ -197,25 +204,23 @@ class RewardFarmingDetector:
         dev: str = ev.device_id  # type: ignore[assignment]
         user = ev.user_id
         code = ev.code_id
-        b = t // _BUCKET_MS
         rec = self._devices.get(dev)
-        if rec is None:
-            self._devices[dev] = [{user: t}, {code: t}, ev.region, ev.channel, _NEVER, b]
-            wl = self._device_wheel.get(b)
-            if wl is None:
-                self._device_wheel[b] = [dev]
-            else:
-                wl.append(dev)
+        if rec is None:  # the common case: one account, one code
+            self._devices[dev] = (user, code, t)
+            self._put(self._device_wheel, t // _BUCKET_MS, dev)
             if len(self._devices) > self.max_devices:
                 self._evict(self._devices, self._device_wheel, _D_WB, self.max_devices)
             return
-        if b > rec[_D_WB]:
+        b = t // _BUCKET_MS
+        if rec.__class__ is tuple:
+            if rec[0] == user and rec[1] == code:
+                return
+            rec = [{rec[0]: rec[2]}, {rec[1]: rec[2]}, ev.region, ev.channel, _NEVER, b]
+            self._devices[dev] = rec
+            self._put(self._device_wheel, b, dev)
+        elif b > rec[_D_WB]:
             rec[_D_WB] = b
-            wl = self._device_wheel.get(b)
-            if wl is None:
-                self._device_wheel[b] = [dev]
-            else:
-                wl.append(dev)
+            self._put(self._device_wheel, b, dev)
         users: dict[str, int] = rec[_D_USERS]
         codes: dict[str, int] = rec[_D_CODES]
         check = False
@@ -241,6 +246,14 @@ class RewardFarmingDetector:
         if by_users or by_codes:
             rec[_D_EMIT] = t
             out.append(self._device_observation(dev, rec, t, by_users))
+
+    @staticmethod
+    def _put(wheel: dict[int, list[str]], b: int, key: str) -> None:
+        wl = wheel.get(b)
+        if wl is None:
+            wheel[b] = [key]
+        else:
+            wl.append(key)
 
     # -- observations ----------------------------------------------------------------
 
@@ -326,24 +339,22 @@ class RewardFarmingDetector:
         self._expire(self._devices, self._device_wheel, _D_WB, now - self._device_window_ms)
 
     @staticmethod
-    def _expire(
-        state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cutoff: int
-    ) -> None:
+    def _expire(state: dict[str, Any], wheel: dict[int, list[str]], wb: int, cutoff: int) -> None:
         cutoff_b = cutoff // _BUCKET_MS
         for b in [k for k in wheel if k < cutoff_b]:
             for key in wheel.pop(b):
                 rec = state.get(key)
-                if rec is not None and rec[wb] <= b:
+                if rec is not None and _last_bucket(rec, wb) <= b:
                     del state[key]
 
     @staticmethod
-    def _evict(state: dict[str, list[Any]], wheel: dict[int, list[str]], wb: int, cap: int) -> None:
+    def _evict(state: dict[str, Any], wheel: dict[int, list[str]], wb: int, cap: int) -> None:
         """Over the cap: forget the least recently active entities first."""
         while len(state) > cap and wheel:
             b = min(wheel)
             for key in wheel.pop(b):
                 rec = state.get(key)
-                if rec is not None and rec[wb] <= b:
+                if rec is not None and _last_bucket(rec, wb) <= b:
                     del state[key]
 
     def state_size(self) -> int:

@@ -182,7 +182,8 @@ def impossible_travel(
     if lang == "zh-CN":
         return (
             f"用户 {user} 先在 {place_a} 扫码，{duration(lang, gap_ms)}后又在 {place_b} "
-            f"扫码，两地相距 {_n(km)} 公里（约 {_n(kmh)} 公里/小时），不可能到达，疑似账号共享或定位造假。"
+            f"扫码，两地相距 {_n(km)} 公里（约 {_n(kmh)} 公里/小时），不可能到达，"
+            f"疑似账号共享或定位造假。"
         )
     return (
         f"User {user} scanned in {place_a} and {duration(lang, gap_ms)} later in {place_b}, "

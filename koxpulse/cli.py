@@ -277,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"koxpulse {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # a bug: still one line for the user, the traceback on --debug
         if args.debug:
             raise

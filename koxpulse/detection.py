@@ -33,8 +33,8 @@ MIN_DENOMINATOR = 20
 class DetectionParams:
     """Tunables of the series detectors (fraud thresholds live in ``FraudParams``)."""
 
-    kpi_threshold: float = 0.99  # detector score at or above which a bucket is anomalous
-    kpi_warmup_buckets: int = 144  # 24 h of 10-minute buckets per series before alerts
+    kpi_threshold: float = 0.9  # detector score at or above which a bucket is anomalous
+    kpi_warmup_buckets: int = 108  # 18 h of 10-minute buckets per series before alerts
     kpi_band_k: float = 4.0  # band = usual ± k × robust spread, shown in details
     quiet_ms: int = 30 * 60_000  # an incident resolves after this long without evidence
     outlet_window_buckets: int = 6  # 1 h, like regions; smaller outlets are simply not judged
@@ -61,11 +61,21 @@ class _Band:
         self.centre[slot] = c + alpha * step
         self.spread[slot] = s + alpha * (abs(dev) - s)
 
-    def band(self, slot: int, k: float) -> tuple[float, float] | None:
+    def band(self, slot: int, k: float, n: float | None) -> tuple[float, float] | None:
+        """Usual range; never narrower than sampling noise allows (Poisson or binomial).
+
+        ``n`` is the denominator of a rate (None for counts).
+        """
         c = self.centre[slot]
         if c is None:
             return None
-        half = k * 1.2533 * self.spread[slot]  # mean absolute deviation -> sigma
+        sigma = 1.2533 * self.spread[slot]  # mean absolute deviation -> sigma
+        if n is None:
+            noise = math.sqrt(max(c, 1.0))
+        else:
+            p = min(max(c, 0.0), 1.0)
+            noise = math.sqrt(max(p * (1 - p), 0.01) / max(n, 1.0))
+        half = k * max(sigma, noise)
         return (c - half, c + half)
 
 
@@ -78,11 +88,13 @@ class _SeriesMonitor:
         self.band = _Band()
         self.seen = 0
 
-    def step(self, t: int, x: float) -> tuple[float, tuple[float, float] | None, bool]:
+    def step(
+        self, t: int, x: float, n: float | None = None
+    ) -> tuple[float, tuple[float, float] | None, bool]:
         when = ms_to_datetime(t)
         slot = (t // 3_600_000) % 24
         score = self.model.score_one(x, when)
-        band = self.band.band(slot, self.params.kpi_band_k)
+        band = self.band.band(slot, self.params.kpi_band_k, n)
         self.seen += 1
         flagged = (
             self.seen > self.params.kpi_warmup_buckets
@@ -224,6 +236,7 @@ class Detection:
             if bucket.buyers >= MIN_DENOMINATOR
             else None,
         }
+        denominators = {"redemption_rate": bucket.scans, "repurchase_rate": bucket.buyers}
         for metric in METRICS:
             x = values[metric]
             if x is None:
@@ -231,7 +244,7 @@ class Detection:
             mon = self.series.get((region, channel, metric))
             if mon is None:
                 mon = self.series[(region, channel, metric)] = _SeriesMonitor(self.params)
-            score, band, flagged = mon.step(b, x)
+            score, band, flagged = mon.step(b, x, denominators.get(metric))
             if flagged and band is not None:
                 obs.append(self._kpi_obs(region, channel, metric, b, x, band, score))
         verdict = self.region_hslr.update(

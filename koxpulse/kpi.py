@@ -69,22 +69,21 @@ _INFINITY = 2**62
 
 
 class Minute:
-    """Everything counted for one minute, across all (region, channel) keys."""
+    """Everything counted for one minute, by (region, channel) key id."""
 
     __slots__ = ("buyers", "codes", "keys", "orders", "redemptions", "revenue", "scanners", "scans")
 
     def __init__(self) -> None:
-        self.keys: set[Key] = set()
-        self.scans: Counter[Key] = Counter()
-        self.redemptions: Counter[Key] = Counter()
-        self.orders: Counter[Key] = Counter()
-        self.revenue: dict[Key, float] = {}
-        self.codes: set[tuple[Key, str]] = set()
-        self.scanners: set[tuple[Key, str]] = set()
-        self.buyers: set[tuple[Key, str]] = set()
+        self.keys: set[int] = set()
+        self.scans: Counter[int] = Counter()
+        self.redemptions: Counter[int] = Counter()
+        self.orders: Counter[int] = Counter()
+        self.revenue: dict[int, float] = {}
+        self.codes: set[tuple[int, str]] = set()
+        self.scanners: set[tuple[int, str]] = set()
+        self.buyers: set[tuple[int, str]] = set()
 
-    def add(self, events: list[AnyEvent]) -> None:
-        keys = list(zip(map(_REGION, events), map(_CHANNEL, events), strict=True))
+    def add(self, events: list[AnyEvent], keys: list[int]) -> None:
         self.keys.update(keys)
         classes = list(map(_CLASS, events))
         is_scan = list(map(is_, classes, repeat(Scan)))
@@ -149,6 +148,8 @@ class KpiAggregator:
         self.watermarks: dict[str, int | None] = {}
         self.finished: set[str] = set()
         self.minutes: dict[int, Minute] = {}
+        self.key_ids: dict[Key, int] = {}
+        self.key_names: list[Key] = []
         self.closed_before: int | None = None
         self.seen: set[str] = set()
         # ids by the newest event time of the batch that brought them, for expiry
@@ -193,13 +194,11 @@ class KpiAggregator:
         seen = self.seen
         repeated = list(map(seen.__contains__, ids))
         drop: set[int] = set()
-        if True in repeated or len(set(ids)) != n:
-            local: set[str] = set()
-            for i, eid in enumerate(ids):
-                if repeated[i] or eid in local:
-                    drop.add(i)
-                else:
-                    local.add(eid)
+        if True in repeated:
+            drop.update(compress(range(n), repeated))
+        first_at = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
+        if len(first_at) != n:  # the same id twice in this batch: keep the first
+            drop.update(set(range(n)).difference(first_at.values()))
         dups = len(drop)
         seen.update(ids)
         self.seen_batches.append((int(ts.max()), ids))
@@ -215,23 +214,35 @@ class KpiAggregator:
         drop |= late
 
         if drop:
-            keep = [i for i in range(n) if i not in drop]
-            events = [events[i] for i in keep]
-            minutes = minutes[keep]
-            ts = ts[keep]
+            mask = np.ones(n, dtype=bool)
+            mask[list(drop)] = False
+            events = list(compress(events, mask.tolist()))
+            minutes = minutes[mask]
+            ts = ts[mask]
         if not events:
             out.duplicates += dups
             return
+        keys = self._key_ids(events)
         first, last = int(minutes.min()), int(minutes.max())
         if first == last:
-            self._minute(first).add(events)
+            self._minute(first).add(events, keys)
         else:
             for m in np.unique(minutes).tolist():
-                self._minute(m).add(list(compress(events, (minutes == m).tolist())))
+                sel = (minutes == m).tolist()
+                self._minute(m).add(list(compress(events, sel)), list(compress(keys, sel)))
         out.ok += len(events)
         out.duplicates += dups
         if self.keep_accepted:
             out.accepted.extend(zip(events, ts.tolist(), strict=True))
+
+    def _key_ids(self, events: list[AnyEvent]) -> list[int]:
+        """Small integer ids for (region, channel): cheaper to hash in every set and counter."""
+        pairs = list(zip(map(_REGION, events), map(_CHANNEL, events), strict=True))
+        ids = self.key_ids
+        for pair in set(pairs).difference(ids):
+            ids[pair] = len(self.key_names)
+            self.key_names.append(pair)
+        return list(map(ids.__getitem__, pairs))
 
     def _minute(self, m: int) -> Minute:
         state = self.minutes.get(m)
@@ -289,10 +300,11 @@ class KpiAggregator:
         version = self._version = max(self._version + 1, self.version_clock())
         codes = Counter(map(_FIRST, state.codes))
         scanners = Counter(map(_FIRST, state.scanners))
-        buyers: dict[Key, list[str]] = {}
+        buyers: dict[int, list[str]] = {}
         for key, user in state.buyers:
             buyers.setdefault(key, []).append(user)
-        for key in sorted(state.keys):
+        names = self.key_names
+        for key in sorted(state.keys, key=names.__getitem__):
             scans = state.scans[key]
             reds = state.redemptions[key]
             users = buyers.get(key, ())
@@ -302,11 +314,12 @@ class KpiAggregator:
                 if prev is not None and prev >= since:
                     repeat_n += 1
             n_buyers = len(users)
+            region, channel = names[key]
             out.rows.append(
                 (
                     minute,
-                    key[0],
-                    key[1],
+                    region,
+                    channel,
                     scans,
                     codes[key],
                     scanners[key],

@@ -20,13 +20,15 @@ details move results by whole points.  This module follows that implementation:
   weight, an undetected window costs ``fnWeight``, every detection outside a window
   adds its (negative) weight; the highest total wins, ties going to the higher
   threshold;
+* ``tp``/``fp``/``fn``/``tn`` are row counts, as in NAB's results tables;
 * ``normalized = 100 * (raw - null) / (perfect - null)`` where ``null`` is the score of
   a detector that never fires and ``perfect = tpWeight * number of labelled windows``.
 
 Note on the published figures: NAB's leaderboard was produced by ``--score`` with the
 thresholds committed in ``config/thresholds.json``; for ``numenta`` / reward_low_FP that
-file holds 0.5751955 (a leftover of NAB's older hill-climbing optimiser), not the sweep
-optimum, so the sweep gives 63.21 where the leaderboard says 63.12.  Passing
+file holds 0.5751955 (apparently left over from NAB's older hill-climbing optimiser,
+which reproduces it), not the sweep optimum, so the sweep gives 63.21 where the
+leaderboard says 63.12.  Passing
 ``thresholds=`` reproduces the published number; every other reference figure
 (numenta standard/low-FN, windowedGaussian) is the sweep optimum.
 
@@ -267,9 +269,10 @@ def score_corpus(
         if len(a) != r.n_rows:
             raise ValueError(f"{rel}: {len(a)} scores for {r.n_rows} data rows")
         arrays.append(a)
-    n_windows = sum(len(w) for w in windows.values()) if not allow_subset else None
-    if n_windows is None:
+    if allow_subset:
         n_windows = sum(r.n_windows for r in rows)
+    else:  # NAB: every labelled window counts towards "perfect"
+        n_windows = sum(len(w) for w in windows.values())
 
     out: dict[str, ProfileScore] = {}
     for name, cost in corpus.load_profiles(nab_dir).items():
@@ -346,3 +349,17 @@ def score_results(
         allow_subset=allow_subset,
         thresholds=thresholds,
     )
+
+
+def format_report(scores: Mapping[str, ProfileScore], detector: str = "") -> str:
+    """Human-readable table of :func:`score_results` output (for the CLI)."""
+    head = f"{'profile':<20} {'score':>7} {'threshold':>10} {'raw':>9} {'tp':>5} {'fp':>5}"
+    lines = [f"NAB v1.1 scores{f' for {detector}' if detector else ''}", head]
+    for name in (*PROFILE_NAMES, *(k for k in scores if k not in PROFILE_NAMES)):
+        if name in scores:
+            s = scores[name]
+            lines.append(
+                f"{name:<20} {s.normalized:7.2f} {s.threshold:10.6f} {s.raw:9.3f}"
+                f" {s.tp:5d} {s.fp:5d}"
+            )
+    return "\n".join(lines)
