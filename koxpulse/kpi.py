@@ -65,6 +65,7 @@ _CODE = attrgetter("code_id")
 _USER = attrgetter("user_id")
 _AMOUNT = attrgetter("amount")
 _FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 _INFINITY = 2**62
 
 
@@ -298,44 +299,53 @@ class KpiAggregator:
         last_order = self.last_order
         since = minute - self.repeat_lookback_ms
         version = self._version = max(self._version + 1, self.version_clock())
-        codes = Counter(map(_FIRST, state.codes))
-        scanners = Counter(map(_FIRST, state.scanners))
+        codes = Counter(map(_FIRST, state.codes)).get
+        scanners = Counter(map(_FIRST, state.scanners)).get
+        scans_of = state.scans.get
+        reds_of = state.redemptions.get
+        orders_of = state.orders.get
+        revenue_of = state.revenue.get
         buyers: dict[int, list[str]] = {}
         for key, user in state.buyers:
             buyers.setdefault(key, []).append(user)
         names = self.key_names
+        append = out.rows.append
         for key in sorted(state.keys, key=names.__getitem__):
-            scans = state.scans[key]
-            reds = state.redemptions[key]
-            users = buyers.get(key, ())
-            repeat_n = 0
-            for user in users:
-                prev = last_order.get(user)
-                if prev is not None and prev >= since:
-                    repeat_n += 1
-            n_buyers = len(users)
+            scans = scans_of(key, 0)
+            reds = reds_of(key, 0)
+            users = buyers.get(key)
+            if users:
+                n_buyers = len(users)
+                repeat_n = 0
+                for user in users:
+                    prev = last_order.get(user)
+                    if prev is not None and prev >= since:
+                        repeat_n += 1
+                repurchase: float | None = repeat_n / n_buyers
+            else:
+                n_buyers = repeat_n = 0
+                repurchase = None
             region, channel = names[key]
-            out.rows.append(
+            append(
                 (
                     minute,
                     region,
                     channel,
                     scans,
-                    codes[key],
-                    scanners[key],
+                    codes(key, 0),
+                    scanners(key, 0),
                     reds,
-                    state.orders[key],
-                    round(state.revenue.get(key, 0.0), 6),
+                    orders_of(key, 0),
+                    round(revenue_of(key, 0.0), 6),
                     n_buyers,
                     repeat_n,
                     reds / scans if scans else None,
-                    repeat_n / n_buyers if n_buyers else None,
+                    repurchase,
                     version,
                 )
             )
         # Only after every key of this minute: orders in the same minute are not "before".
-        for _, user in state.buyers:
-            last_order[user] = minute
+        last_order.update(dict.fromkeys(map(_SECOND, state.buyers), minute))
 
     def _expire(self, wm: int) -> None:
         # The slowest partition's newest event time is wm + lateness: an id older than
