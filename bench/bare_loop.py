@@ -17,6 +17,7 @@ import orjson
 
 def main(path: str) -> None:
     started = time.perf_counter()
+    cpu = time.process_time()
     counts: Counter[str] = Counter()
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
@@ -27,7 +28,12 @@ def main(path: str) -> None:
             except orjson.JSONDecodeError:
                 counts["invalid"] += 1
     elapsed = time.perf_counter() - started
-    print(json.dumps({"messages": sum(counts.values()), "seconds": elapsed}))
+    cpu_seconds = time.process_time() - cpu
+    print(
+        json.dumps(
+            {"messages": sum(counts.values()), "seconds": elapsed, "cpu_seconds": cpu_seconds}
+        )
+    )
 
 
 if __name__ == "__main__":
