@@ -8,7 +8,10 @@ Two signatures, judged on redemptions that name an ``outlet_id``:
   lunchtimes), robust to the anomalies themselves because a bucket's count is clipped
   to a few times the usual level before it is learnt. The comparison takes the busiest
   of the neighbouring hours and a floor, so a shifted rush or a quiet store does not
-  look anomalous. Armed once the outlet has ``warmup_ms`` (24 h) of history.
+  look anomalous, and it is scaled by how far the outlet's peers (the other outlets of
+  its region x channel) are above their own usual level right now, so a region-wide
+  promotion does not make every store look like a fraudster. Armed once the outlet has
+  ``warmup_ms`` (24 h) of history.
 - **device burst**: many redemptions at one outlet from one device within a short time
   (the till or a clerk's phone redeeming collected codes). Fires from the first event.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from math import sqrt
 from typing import Any
 
 from detectors import texts
@@ -27,33 +31,36 @@ KIND = "outlet_self_redemption"
 _NEVER = -(1 << 62)
 
 
-class _Outlet:
-    """Everything known about one outlet (long-lived, one per outlet)."""
+class _Level:
+    """Redemptions per bucket and their usual level per hour-of-day slot: of one outlet,
+    or of all outlets of one region x channel (its peers)."""
 
-    __slots__ = (
-        "bucket",
-        "busr",
-        "channel",
-        "count",
-        "day",
-        "devs",
-        "emit",
-        "first_t",
-        "prof",
-        "region",
-        "wts",
-    )
+    __slots__ = ("bucket", "count", "first_t", "prev", "prof", "wts")
 
-    def __init__(self, region: str, channel: str, t: int, bucket: int, slots: int) -> None:
-        self.region = region
-        self.channel = channel
+    def __init__(self, t: int, bucket: int, slots: int) -> None:
         self.first_t = t
         self.bucket = bucket
         self.count = 0
+        self.prev = 0
+        """count of the bucket before ``bucket`` (0 if there was a gap)"""
         self.prof = array("d", bytes(8 * slots))
         """EWMA of redemptions per bucket, per hour-of-day slot (not bias-corrected)."""
         self.wts = array("d", bytes(8 * slots))
         """Weight of the EWMA per slot: 1 - (1 - alpha)^n after n buckets."""
+
+
+class _Outlet(_Level):
+    """Everything known about one outlet (long-lived, one per outlet)."""
+
+    __slots__ = ("busr", "channel", "day", "devs", "emit", "group", "region")
+
+    def __init__(
+        self, region: str, channel: str, t: int, bucket: int, slots: int, group: _Level | None
+    ) -> None:
+        super().__init__(t, bucket, slots)
+        self.region = region
+        self.channel = channel
+        self.group = group
         self.busr: dict[str, int] = {}
         """redemptions per user in the current bucket"""
         self.devs: dict[str, int | list[int]] = {}
@@ -81,11 +88,13 @@ class OutletSelfRedemptionDetector:
     - ``burst_min`` (10) redemptions from one device at one outlet within
       ``burst_window_ms`` (30 min): the device-burst rule.
     - ``outlet_ttl_ms`` (7 days): an outlet idle this long is forgotten (and re-warms).
-    - ``max_outlets`` (200,000), ``max_burst`` (1,000 times per device): hard caps.
+    - ``max_outlets`` (200,000), ``max_burst`` (1,000 times per device),
+      ``max_groups`` (10,000 region x channel peer groups): hard caps.
     - ``emit_interval_ms`` (60 s): at most one observation per outlet per interval.
 
     Observations: entity ``outlet``; the rate rule gives ``value`` = redemptions in the
-    bucket and ``baseline`` = the usual level; a burst alone gives the device's
+    bucket and ``baseline`` = the usual level (times ``peer_factor`` when the outlet's
+    region x channel is itself busier than usual); a burst alone gives the device's
     redemptions and the burst threshold. ``details``: ``rule`` (``rate``,
     ``device_burst`` or both), the bucket count, usual level and threshold (or
     ``armed: false``), the burst device and count, the top 10 ``devices`` by
@@ -125,6 +134,7 @@ class OutletSelfRedemptionDetector:
         outlet_ttl_ms: int = 7 * texts.DAY_MS,
         max_outlets: int = 200_000,
         max_burst: int = 1_000,
+        max_groups: int = 10_000,
         emit_interval_ms: int = 60_000,
         lang: str = "en",
     ) -> None:
@@ -150,12 +160,15 @@ class OutletSelfRedemptionDetector:
         self.outlet_ttl_ms = outlet_ttl_ms
         self.max_outlets = max_outlets
         self.max_burst = max_burst
+        self.max_groups = max_groups
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._per_day = per_day
         self._per_slot = per_day // slots
         self._qpow = [(1 - alpha) ** k for k in range(self._per_slot + 1)]
         self._outlets: dict[str, _Outlet] = {}
+        self._groups: dict[tuple[str, str], _Level] = {}
+        """(region, channel) -> all its outlets together: the peers of each outlet."""
         self._day_wheel: dict[int, list[str]] = {}
         """day -> outlets active that day (forgetting idle outlets)."""
         self._bucket_wheel: dict[int, list[str]] = {}
@@ -177,7 +190,7 @@ class OutletSelfRedemptionDetector:
         b = t // self.bucket_ms
         rec = self._outlets.get(oid)
         if rec is None:
-            rec = _Outlet(ev.region, ev.channel, t, b, self.slots)
+            rec = _Outlet(ev.region, ev.channel, t, b, self.slots, self._group(ev, t, b))
             self._outlets[oid] = rec
             self._wheel(self._bucket_wheel, b, oid)
             if len(self._outlets) > self.max_outlets:
@@ -185,6 +198,11 @@ class OutletSelfRedemptionDetector:
         elif b > rec.bucket:
             self._roll(rec, b, t)
             self._wheel(self._bucket_wheel, b, oid)
+        g = rec.group
+        if g is not None:
+            if b > g.bucket:
+                self._learn(g, b)
+            g.count += 1
         day = t // texts.DAY_MS
         if day > rec.day:
             rec.day = day
@@ -218,18 +236,28 @@ class OutletSelfRedemptionDetector:
         burst = n_burst >= self.burst_min
         if not (rate or burst) or t - rec.emit < self.emit_interval_ms:
             return
-        usual = self._usual(rec, b) if rate else 0.0
-        rate = rate and count + 1e-9 >= self.ratio * usual
+        if rate:
+            usual = self._usual(rec, b)
+            rate = count + 1e-9 >= self.ratio * usual
+            if rate:  # far above its own level: also above what its peers do right now?
+                rate = count + 1e-9 >= self.ratio * usual * self._peer_factor(rec, b, t)
         if rate or burst:
             rec.emit = t
             out.append(self._observation(oid, rec, t, b, rate, dev if burst else None))
+
+    def _group(self, ev: Redemption, t: int, b: int) -> _Level | None:
+        key = (ev.region, ev.channel)
+        g = self._groups.get(key)
+        if g is None and len(self._groups) < self.max_groups:
+            g = self._groups[key] = _Level(t, b, self.slots)
+        return g
 
     # -- the usual level ---------------------------------------------------------------
 
     def _slot(self, bucket: int) -> int:
         return (bucket % self._per_day) // self._per_slot
 
-    def _usual(self, rec: _Outlet, b: int) -> float:
+    def _usual(self, rec: _Level, b: int) -> float:
         """Busiest usual level of this hour slot and its neighbours, at least ``floor``."""
         s = self._slot(b)
         n = self.slots
@@ -243,8 +271,52 @@ class OutletSelfRedemptionDetector:
                     best = v
         return best
 
+    @staticmethod
+    def _level(lv: _Level, s: int) -> float:
+        w = lv.wts[s]
+        return lv.prof[s] / w if w > 0 else 0.0
+
+    def _peer_factor(self, rec: _Outlet, b: int, t: int) -> float:
+        """How far the outlet's peers (same region x channel) are above their usual level
+        right now, at least 1: a region-wide promotion lifts every outlet alike.
+
+        Counts over the last bucket length, estimated from the current and the previous
+        bucket (the sliding-window approximation), without the outlet itself, less two
+        Poisson standard deviations so that the peers' ordinary noise does not count.
+        """
+        g = rec.group
+        if g is None or t - g.first_t < self.warmup_ms:
+            return 1.0
+        s = self._slot(b)
+        usual = self._level(g, s) - self._level(rec, s)
+        if usual < self.floor:
+            usual = self.floor
+        keep = 1.0 - (t - b * self.bucket_ms) / self.bucket_ms
+        now = (g.count - rec.count) + (g.prev - rec.prev) * keep
+        f = (now - 2.0 * sqrt(usual)) / usual  # minus two Poisson deviations of noise
+        return f if f > 1.0 else 1.0
+
     def _roll(self, rec: _Outlet, b: int, t: int) -> None:
-        """Close the outlet's current bucket and account the empty buckets up to ``b``."""
+        """Close the outlet's current bucket; drop its stale per-bucket and burst state."""
+        self._learn(rec, b)
+        if rec.busr:
+            rec.busr.clear()
+        devs = rec.devs
+        if devs:
+            cutoff = t - self.burst_window_ms
+            stale = None
+            for d, v in devs.items():
+                if (v if v.__class__ is int else v[-1]) < cutoff:  # type: ignore[index]
+                    if stale is None:
+                        stale = [d]
+                    else:
+                        stale.append(d)
+            if stale is not None:
+                for d in stale:
+                    del devs[d]
+
+    def _learn(self, rec: _Level, b: int) -> None:
+        """Learn the current bucket and the empty buckets up to ``b``; start bucket ``b``."""
         a = self.alpha
         cur = rec.bucket
         per_day, per_slot = self._per_day, self._per_slot
@@ -283,23 +355,9 @@ class OutletSelfRedemptionDetector:
                 wts[j] = wts[j] * f + (1 - f)
                 pos = (pos + take) % per_day
                 gap -= take
+        rec.prev = rec.count if b == cur + 1 else 0
         rec.bucket = b
         rec.count = 0
-        if rec.busr:
-            rec.busr.clear()
-        devs = rec.devs
-        if devs:
-            cutoff = t - self.burst_window_ms
-            stale = None
-            for d, v in devs.items():
-                if (v if v.__class__ is int else v[-1]) < cutoff:  # type: ignore[index]
-                    if stale is None:
-                        stale = [d]
-                    else:
-                        stale.append(d)
-            if stale is not None:
-                for d in stale:
-                    del devs[d]
 
     # -- observations ----------------------------------------------------------------
 
@@ -309,6 +367,7 @@ class OutletSelfRedemptionDetector:
         lang = self.lang
         armed = t - rec.first_t >= self.warmup_ms
         usual = self._usual(rec, b) if armed else None
+        peers = self._peer_factor(rec, b, t) if armed else 1.0
         details: dict[str, Any] = {
             "outlet_id": oid,
             "rule": "rate" if not burst_dev else ("device_burst" if not rate else "both"),
@@ -317,9 +376,10 @@ class OutletSelfRedemptionDetector:
             "bucket_minutes": self.bucket_ms // texts.MINUTE_MS,
             "bucket_start": texts.iso(b * self.bucket_ms),
             "usual_per_bucket": None if usual is None else round(usual, 2),
+            "peer_factor": round(peers, 2),
             "rate_threshold": None
             if usual is None
-            else round(max(self.min_count, self.ratio * usual), 2),
+            else round(max(self.min_count, self.ratio * usual * peers), 2),
             "devices": texts.top(
                 {d: 1 if v.__class__ is int else len(v) for d, v in rec.devs.items()}  # type: ignore[arg-type]
             ),
@@ -327,9 +387,9 @@ class OutletSelfRedemptionDetector:
         }
         sev = "warning"
         if rate and usual is not None:
-            threshold = max(float(self.min_count), self.ratio * usual)
+            threshold = max(float(self.min_count), self.ratio * usual * peers)
             sev = texts.severity(rec.count, threshold)
-            value, baseline = float(rec.count), usual
+            value, baseline = float(rec.count), usual * peers
             summary = texts.outlet_rate(lang, oid, rec.count, self.bucket_ms, usual, rec.region)
         if burst_dev is not None:
             times: list[int] = rec.devs[burst_dev]  # type: ignore[assignment]

@@ -19,6 +19,7 @@ from koxpulse.errors import ConfigError, KoxpulseError
 from koxpulse.settings import OPTIONS_BY_FIELD, Settings, load, markdown_table
 
 EXIT_USAGE = 2
+DEFAULT_NAB = Path("../shared/nab")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,6 +121,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--labels", required=True, type=Path, help="labels file (JSON lines)")
     _add_options(ev, "clickhouse", "database", "clickhouse_ca")
 
+    nab = sub.add_parser(
+        "nab",
+        help="run or score the Numenta Anomaly Benchmark",
+        description="Run a detector over the NAB corpus one value at a time, or score results "
+        "exactly as NAB v1.1 does.",
+    )
+    nab_sub = nab.add_subparsers(dest="nab_command", metavar="ACTION", parser_class=_Parser)
+    nab_sub.required = True
+    nab_run = nab_sub.add_parser("run", help="write NAB results for a detector")
+    nab_run.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_NAB / "data",
+        help="NAB data directory (<category>/<name>.csv)",
+    )
+    nab_run.add_argument(
+        "--out", type=Path, default=Path("data/nab-results"), help="results directory (NAB layout)"
+    )
+    nab_run.add_argument("--detector", default="koxpulse", help="detector name")
+    nab_score = nab_sub.add_parser("score", help="score NAB results (standard, low FP, low FN)")
+    nab_score.add_argument(
+        "--results",
+        type=Path,
+        default=Path("data/nab-results"),
+        help="results directory (NAB layout)",
+    )
+    nab_score.add_argument("--detector", default=None, help="detector directory to score")
+    nab_score.add_argument(
+        "--nab", type=Path, default=DEFAULT_NAB, help="NAB directory with labels/ and config/"
+    )
+
     summ = sub.add_parser("summary", help="print a summary of what is in ClickHouse")
     _add_options(summ, "clickhouse", "database", "clickhouse_ca")
 
@@ -217,6 +249,36 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nab(args: argparse.Namespace) -> int:
+    if args.nab_command == "run":
+        from koxpulse.nab.runner import DETECTORS, run_nab
+
+        if args.detector not in DETECTORS:
+            raise ConfigError(
+                f"--detector {args.detector!r}: known detectors are {', '.join(sorted(DETECTORS))}"
+            )
+        if not args.data.is_dir():
+            raise ConfigError(f"--data {args.data}: not a directory")
+        summary = run_nab(args.data, args.out, args.detector)
+        print(
+            f"{summary.detector}: {summary.files} files, {summary.rows:,} rows in "
+            f"{summary.seconds:.1f} s -> {args.out / summary.detector}"
+        )
+        return 0
+    from koxpulse.nab.scoring import format_report, score_results
+
+    if not args.results.is_dir():
+        raise ConfigError(f"--results {args.results}: not a directory (run `koxpulse nab run`)")
+    if not (args.nab / "labels").is_dir():
+        raise ConfigError(f"--nab {args.nab}: no labels/ directory there")
+    try:
+        scores = score_results(args.results, args.nab, args.detector)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"cannot score {args.results}: {exc}") from exc
+    print(format_report(scores, args.detector or ""))
+    return 0
+
+
 def _cmd_summary(args: argparse.Namespace) -> int:
     from koxpulse.summary import print_summary
 
@@ -248,6 +310,7 @@ COMMANDS = {
     "query": _cmd_query,
     "simulate": _cmd_simulate,
     "evaluate": _cmd_evaluate,
+    "nab": _cmd_nab,
     "summary": _cmd_summary,
     "settings": _cmd_settings,
 }

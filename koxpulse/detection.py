@@ -12,6 +12,7 @@ incident is one alert with a stable id that resolves when it has been quiet.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from koxpulse.kpi import KpiOutput, KpiRow
 from koxpulse.timeutil import ms_to_datetime, ms_to_iso
 
 BUCKET_MS = 600_000
+HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
 # a rate computed from fewer events than this says nothing
 MIN_DENOMINATOR = 20
@@ -84,7 +86,16 @@ class _SeriesMonitor:
 
     def __init__(self, params: DetectionParams) -> None:
         self.params = params
-        self.model = SeasonalRobustDetector()
+        # The NAB defaults, re-timed for 10-minute buckets: a daily profile of 144 slots that
+        # may be used after one day (the contract arms KPI alerts within 48 h), a 30-day
+        # memory so an old outage stops masking new ones, and 6 h of post-alert damping.
+        self.model = SeasonalRobustDetector(
+            warmup=params.kpi_warmup_buckets,
+            slots_per_day=144,
+            seasonal_warmup_days=1.0,
+            half_life=30 * 144,
+            refractory=36,
+        )
         self.band = _Band()
         self.seen = 0
 
@@ -139,6 +150,7 @@ class Detection:
         )
         self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
+        self.recent: dict[tuple[str, str], deque[tuple[int, int]]] = {}
         self.buckets: dict[int, dict[tuple[str, str], _Bucket]] = {}
         self.keys: set[tuple[str, str]] = set()
         self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
@@ -247,6 +259,25 @@ class Detection:
             score, band, flagged = mon.step(b, x, denominators.get(metric))
             if flagged and band is not None:
                 obs.append(self._kpi_obs(region, channel, metric, b, x, band, score))
+        # Counts also over the last hour: a sustained drop in a small series is invisible in
+        # one noisy 10-minute bucket but plain in six.
+        recent = self.recent.get(key)
+        if recent is None:
+            recent = self.recent[key] = deque(maxlen=HOUR_BUCKETS)
+        recent.append((bucket.scans, bucket.orders))
+        if len(recent) == HOUR_BUCKETS:
+            for metric, x in (
+                ("scans", sum(r[0] for r in recent)),
+                ("orders", sum(r[1] for r in recent)),
+            ):
+                mon = self.series.get((region, channel, metric + "@1h"))
+                if mon is None:
+                    mon = self.series[(region, channel, metric + "@1h")] = _SeriesMonitor(
+                        self.params
+                    )
+                score, band, flagged = mon.step(b, float(x))
+                if flagged and band is not None:
+                    obs.append(self._kpi_obs(region, channel, metric, b, float(x), band, score, 60))
         verdict = self.region_hslr.update(
             f"{region}|{channel}", b, scans=bucket.scans, redemptions=bucket.redemptions
         )
@@ -266,6 +297,7 @@ class Detection:
         x: float,
         band: tuple[float, float],
         score: float,
+        window_min: int = BUCKET_MS // 60_000,
     ) -> Observation:
         direction = "up" if x > band[1] else "down"
         lo, hi = max(band[0], 0.0), band[1]
@@ -291,14 +323,14 @@ class Detection:
         if self.lang == "zh-CN":
             verb = "升至" if direction == "up" else "降至"
             cmp = "高于" if direction == "up" else "低于"
-            unit = "" if rate else "（每10分钟）"
+            unit = "" if rate else f"（每{window_min}分钟）"
             summary = (
                 f"{region}/{channel} 的{names['zh-CN'][metric]}{verb} {fmt(x)}{unit}，"
                 f"{cmp}该时段通常的 {fmt(lo)}–{fmt(hi)}。"
             )
         else:
             verb = "rose to" if direction == "up" else "fell to"
-            unit = "" if rate else " per 10 minutes"
+            unit = "" if rate else f" per {window_min} minutes"
             summary = (
                 f"{names['en'][metric]} in {region}/{channel} {verb} {fmt(x)}{unit}, "
                 f"{'above' if direction == 'up' else 'below'} the usual {fmt(lo)}–{fmt(hi)} "
@@ -312,7 +344,7 @@ class Detection:
             "observed": x,
             "band": [lo, hi],
             "bucket_start": ms_to_iso(b),
-            "bucket_minutes": BUCKET_MS // 60_000,
+            "window_minutes": window_min,
             "score": round(score, 4),
         }
         return Observation(

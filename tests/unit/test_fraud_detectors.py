@@ -511,6 +511,30 @@ def test_outlet_usual_level_is_learnt_per_hour_of_day() -> None:
     assert len(_bucket(det, night, 40)) == 1  # the same count at night is not
 
 
+def test_outlet_rate_is_judged_against_its_peers_right_now() -> None:
+    """A region-wide promotion lifts every outlet; only an outlet far above its peers fires."""
+
+    def run(peer_level: int) -> list[Observation]:
+        det = OutletSelfRedemptionDetector()
+        outlets = [f"O{i}" for i in range(5)]
+        t = T0
+        for _ in range(30 * 6 * 4):  # 4 per bucket at every outlet for 30 h
+            for o in outlets:
+                k = next(_ids)
+                det.update(redeem(f"h{k}", f"hu{k}", outlet=o, device=f"hd{k}"), t)
+            t += 150_000
+        step = 10 * MIN // peer_level
+        for i in range(peer_level):  # the peers, spread over the bucket
+            for o in outlets[1:]:
+                k = next(_ids)
+                det.update(redeem(f"p{k}", f"pu{k}", outlet=o, device=f"pd{k}"), t + i * step)
+        return _bucket(det, t + 9 * MIN, 21, outlet="O0")
+
+    [alone] = run(peer_level=4)
+    assert alone.details["peer_factor"] == 1.0 and alone.value == 20
+    assert run(peer_level=16) == []  # everyone is at 4x: 5x is not exceptional
+
+
 def test_outlet_device_burst_fires_from_the_start() -> None:
     det = OutletSelfRedemptionDetector()
     till = [
