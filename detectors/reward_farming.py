@@ -136,6 +136,8 @@ class RewardFarmingDetector:
         """device -> (user, code, t) while it has one of each, else a record (list)."""
         self._user_wheel: dict[int, list[str]] = {}
         self._device_wheel: dict[int, list[str]] = {}
+        self._uw_b, self._uw_list = _NEVER, []  # newest wheel bucket and its list
+        self._dw_b, self._dw_list = _NEVER, []
 
     # -- event path ------------------------------------------------------------------
 
@@ -162,23 +164,28 @@ class RewardFarmingDetector:
     def _user(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
         user = ev.user_id
         code = ev.code_id
-        rec = self._users.get(user)
-        if rec is None:  # the common case: a single code, kept as an untracked tuple
-            self._users[user] = (code, t)
-            self._put(self._user_wheel, t // _BUCKET_MS, user)
-            if len(self._users) > self.max_users:
-                self._evict(self._users, self._user_wheel, _U_WB, self.max_users)
-            return
+        users = self._users
+        rec = users.get(user)
         b = t // _BUCKET_MS
+        if rec is None:  # the common case: a single code, kept as an untracked tuple
+            users[user] = (code, t)
+            if b == self._uw_b:
+                self._uw_list.append(user)
+            else:
+                self._put_user(b, user)
+            if len(users) > self.max_users:
+                self._evict(users, self._user_wheel, _U_WB, self.max_users)
+                self._sync_tails()
+            return
         if rec.__class__ is tuple:
             if rec[0] == code:
                 return  # the redemption of the code just scanned, or a rescan
             rec = [{rec[0]: rec[1]}, ev.region, ev.channel, _NEVER, b, ev.device_id, None]
-            self._users[user] = rec
-            self._put(self._user_wheel, b, user)
+            users[user] = rec
+            self._put_user(b, user)
         elif b > rec[_U_WB]:
             rec[_U_WB] = b
-            self._put(self._user_wheel, b, user)
+            self._put_user(b, user)
         dev = ev.device_id
         if dev is not None and dev != rec[_U_DEV0]:
             devs = rec[_U_DEVS]
@@ -204,23 +211,28 @@ class RewardFarmingDetector:
         dev: str = ev.device_id  # type: ignore[assignment]
         user = ev.user_id
         code = ev.code_id
-        rec = self._devices.get(dev)
-        if rec is None:  # the common case: one account, one code
-            self._devices[dev] = (user, code, t)
-            self._put(self._device_wheel, t // _BUCKET_MS, dev)
-            if len(self._devices) > self.max_devices:
-                self._evict(self._devices, self._device_wheel, _D_WB, self.max_devices)
-            return
+        devices = self._devices
+        rec = devices.get(dev)
         b = t // _BUCKET_MS
+        if rec is None:  # the common case: one account, one code
+            devices[dev] = (user, code, t)
+            if b == self._dw_b:
+                self._dw_list.append(dev)
+            else:
+                self._put_device(b, dev)
+            if len(devices) > self.max_devices:
+                self._evict(devices, self._device_wheel, _D_WB, self.max_devices)
+                self._sync_tails()
+            return
         if rec.__class__ is tuple:
             if rec[0] == user and rec[1] == code:
                 return
             rec = [{rec[0]: rec[2]}, {rec[1]: rec[2]}, ev.region, ev.channel, _NEVER, b]
-            self._devices[dev] = rec
-            self._put(self._device_wheel, b, dev)
+            devices[dev] = rec
+            self._put_device(b, dev)
         elif b > rec[_D_WB]:
             rec[_D_WB] = b
-            self._put(self._device_wheel, b, dev)
+            self._put_device(b, dev)
         users: dict[str, int] = rec[_D_USERS]
         codes: dict[str, int] = rec[_D_CODES]
         check = False
@@ -247,13 +259,23 @@ class RewardFarmingDetector:
             rec[_D_EMIT] = t
             out.append(self._device_observation(dev, rec, t, by_users))
 
-    @staticmethod
-    def _put(wheel: dict[int, list[str]], b: int, key: str) -> None:
-        wl = wheel.get(b)
+    def _put_user(self, b: int, key: str) -> None:
+        wl = self._user_wheel.get(b)
         if wl is None:
-            wheel[b] = [key]
+            wl = self._user_wheel[b] = [key]
         else:
             wl.append(key)
+        if b >= self._uw_b:  # the newest bucket's list, appended to directly
+            self._uw_b, self._uw_list = b, wl
+
+    def _put_device(self, b: int, key: str) -> None:
+        wl = self._device_wheel.get(b)
+        if wl is None:
+            wl = self._device_wheel[b] = [key]
+        else:
+            wl.append(key)
+        if b >= self._dw_b:
+            self._dw_b, self._dw_list = b, wl
 
     # -- observations ----------------------------------------------------------------
 
@@ -337,14 +359,25 @@ class RewardFarmingDetector:
         """Forget users idle for ``user_window_ms`` and devices idle for the longer window."""
         self._expire(self._users, self._user_wheel, _U_WB, now - self.user_window_ms)
         self._expire(self._devices, self._device_wheel, _D_WB, now - self._device_window_ms)
+        self._sync_tails()
+
+    def _sync_tails(self) -> None:
+        """Forget the cached newest wheel lists if expiry or eviction removed them."""
+        if self._uw_b not in self._user_wheel:
+            self._uw_b, self._uw_list = _NEVER, []
+        if self._dw_b not in self._device_wheel:
+            self._dw_b, self._dw_list = _NEVER, []
 
     @staticmethod
     def _expire(state: dict[str, Any], wheel: dict[int, list[str]], wb: int, cutoff: int) -> None:
         cutoff_b = cutoff // _BUCKET_MS
+        get = state.get
         for b in [k for k in wheel if k < cutoff_b]:
             for key in wheel.pop(b):
-                rec = state.get(key)
-                if rec is not None and _last_bucket(rec, wb) <= b:
+                rec = get(key)
+                if rec is None:
+                    continue
+                if (rec[-1] // _BUCKET_MS if rec.__class__ is tuple else rec[wb]) <= b:
                     del state[key]
 
     @staticmethod
