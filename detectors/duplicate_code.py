@@ -100,6 +100,7 @@ class DuplicateCodeDetector:
         """expiry bucket -> codes that entered ``_one`` in it."""
         self._many: dict[str, list[Any]] = {}
         self._many_wheel: dict[int, list[str]] = {}
+        self._tail_b, self._tail = _NEVER, []  # newest bucket of _one_wheel and its list
 
     # -- event path ------------------------------------------------------------------
 
@@ -115,15 +116,14 @@ class DuplicateCodeDetector:
         one = self._one
         first_user = one.get(code)
         if first_user is None:
-            rec = self._many.get(code)
+            rec = self._many.get(code) if self._many else None
             if rec is None:
                 one[code] = ev.user_id
                 b = t // self._bucket_ms
-                wl = self._one_wheel.get(b)
-                if wl is None:
-                    self._one_wheel[b] = [code]
+                if b == self._tail_b:
+                    self._tail.append(code)
                 else:
-                    wl.append(code)
+                    self._put_one(b, code)
                 if len(one) > self.max_codes:
                     self._evict_one()
                 return
@@ -136,6 +136,15 @@ class DuplicateCodeDetector:
             if len(self._many) > self.max_multi_codes:
                 self._evict_many()
         self._multi(rec, code, ev, t, out)
+
+    def _put_one(self, b: int, code: str) -> None:
+        wl = self._one_wheel.get(b)
+        if wl is None:
+            wl = self._one_wheel[b] = [code]
+        else:
+            wl.append(code)
+        if b >= self._tail_b:  # the newest bucket's list, appended to directly
+            self._tail_b, self._tail = b, wl
 
     def _multi(self, rec: list[Any], code: str, ev: Scan, t: int, out: list[Observation]) -> None:
         users: dict[str, int] = rec[_USERS]
@@ -214,6 +223,8 @@ class DuplicateCodeDetector:
         for b in [k for k in self._one_wheel if k < cutoff_b]:
             for code in self._one_wheel.pop(b):
                 one.pop(code, None)
+        if self._tail_b not in self._one_wheel:
+            self._tail_b, self._tail = _NEVER, []
         many = self._many
         for b in [k for k in self._many_wheel if k < cutoff_b]:
             for code in self._many_wheel.pop(b):
@@ -227,6 +238,8 @@ class DuplicateCodeDetector:
         while len(one) > self.max_codes and self._one_wheel:
             for code in self._one_wheel.pop(min(self._one_wheel)):
                 one.pop(code, None)
+        if self._tail_b not in self._one_wheel:
+            self._tail_b, self._tail = _NEVER, []
 
     def _evict_many(self) -> None:
         many = self._many
