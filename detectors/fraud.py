@@ -209,11 +209,15 @@ class FraudDetectors:
             self.expire(t)
         cls = ev.__class__
         if cls is Scan:
-            for handle in self._on_scan:
-                handle(ev, t, out)
+            dup, farm, cross, travel = self._on_scan
+            dup(ev, t, out)
+            farm(ev, t, out)
+            cross(ev, t, out)
+            travel(ev, t, out)
         elif cls is Redemption:
-            for handle in self._on_redemption:
-                handle(ev, t, out)
+            farm, outlet = self._on_redemption
+            farm(ev, t, out)
+            outlet(ev, t, out)
         elif cls is Shipment:
             self._on_shipment(ev, t, out)
         return out

@@ -91,6 +91,7 @@ class ImpossibleTravelDetector:
         self._users: dict[str, tuple[Any, ...]] = {}
         """user -> last geolocated scan (t, lat, lon, region, channel, city, code, emit, wb)."""
         self._wheel: dict[int, list[str]] = {}
+        self._tail_b, self._tail = _NEVER, []  # newest wheel bucket and its list
 
     def update(self, ev: AnyEvent, t: int) -> list[Observation]:
         """Feed one event at event time ``t`` (ms); geolocated scans matter."""
@@ -110,22 +111,20 @@ class ImpossibleTravelDetector:
         rec = users.get(user)
         if rec is None:
             users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, _NEVER, b)
-            wl = self._wheel.get(b)
-            if wl is None:
-                self._wheel[b] = [user]
+            if b == self._tail_b:
+                self._tail.append(user)
             else:
-                wl.append(user)
+                self._put(b, user)
             if len(users) > self.max_users:
                 self._evict()
             return
         wb = rec[_WB]
         if b > wb:
             wb = b
-            wl = self._wheel.get(b)
-            if wl is None:
-                self._wheel[b] = [user]
+            if b == self._tail_b:
+                self._tail.append(user)
             else:
-                wl.append(user)
+                self._put(b, user)
         emit = rec[_EMIT]
         # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
         dlon = abs(lon - rec[_LON])
@@ -137,6 +136,15 @@ class ImpossibleTravelDetector:
             users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, emit, wb)
         elif wb != rec[_WB] or emit != rec[_EMIT]:  # out of order: keep the later position
             users[user] = (*rec[:_EMIT], emit, wb)
+
+    def _put(self, b: int, user: str) -> None:
+        wl = self._wheel.get(b)
+        if wl is None:
+            wl = self._wheel[b] = [user]
+        else:
+            wl.append(user)
+        if b >= self._tail_b:  # the newest bucket's list, appended to directly
+            self._tail_b, self._tail = b, wl
 
     def _judge(
         self, rec: tuple[Any, ...], user: str, ev: Scan, t: int, out: list[Observation]
@@ -212,6 +220,8 @@ class ImpossibleTravelDetector:
                 rec = users.get(user)
                 if rec is not None and rec[_WB] <= b:
                     del users[user]
+        if self._tail_b not in self._wheel:
+            self._tail_b, self._tail = _NEVER, []
 
     def _evict(self) -> None:
         users = self._users
@@ -221,6 +231,8 @@ class ImpossibleTravelDetector:
                 rec = users.get(user)
                 if rec is not None and rec[_WB] <= b:
                     del users[user]
+        if self._tail_b not in self._wheel:
+            self._tail_b, self._tail = _NEVER, []
 
     def state_size(self) -> int:
         """Users remembered."""

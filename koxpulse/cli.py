@@ -16,7 +16,13 @@ from typing import Any, NoReturn
 
 from koxpulse import __version__
 from koxpulse.errors import ConfigError, KoxpulseError
-from koxpulse.settings import OPTIONS_BY_FIELD, Settings, load, markdown_table
+from koxpulse.settings import (
+    OPTIONS_BY_FIELD,
+    TUNING_BY_FIELD,
+    Settings,
+    load,
+    markdown_table,
+)
 
 EXIT_USAGE = 2
 DEFAULT_NAB = Path("../shared/nab")
@@ -32,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_options(p: argparse.ArgumentParser, *names: str) -> None:
     """Add settings flags; their values stay None unless given, so env and defaults apply."""
     for name in names:
-        opt = OPTIONS_BY_FIELD[name]
+        opt = OPTIONS_BY_FIELD.get(name) or TUNING_BY_FIELD[name]
         help_text = f"{opt.help} [env {opt.env}]"
         if name == "input":
             p.add_argument(opt.flag, dest=name, action="append", metavar="PATH", help=help_text)
@@ -85,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lang",
         "log_level",
     )
+    tuning = run.add_argument_group("detector tuning (defaults are the detectors' own)")
+    _add_options(tuning, *TUNING_BY_FIELD)  # type: ignore[arg-type]
     run.add_argument("--summary", action="store_true", help="print a summary for people at the end")
 
     query = sub.add_parser(
@@ -168,7 +176,7 @@ def _positive_float(text: str) -> float:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {k: v for k, v in vars(args).items() if k in OPTIONS_BY_FIELD}
+    flags = {k: v for k, v in vars(args).items() if k in OPTIONS_BY_FIELD or k in TUNING_BY_FIELD}
     if flags.get("input"):
         flags["input"] = tuple(p for arg in flags["input"] for p in arg.split(",") if p)
     return load(flags)

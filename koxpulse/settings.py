@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from koxpulse.errors import ConfigError
+
+if TYPE_CHECKING:
+    from detectors.fraud import FraudParams
+    from koxpulse.detection import DetectionParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +178,86 @@ OPTIONS: tuple[Option, ...] = (
         _choice("debug", "info", "warning", "error"),
     ),
 )
+
+# Detector tunables: one option per field of FraudParams and DetectionParams, so every
+# threshold is a KOXPULSE_* variable and a flag, with the detectors' own defaults.
+_TUNING_HELP = {
+    "dup_min_users": "duplicate_code: distinct users of one code that make it suspicious",
+    "dup_window_ms": "duplicate_code: window for those users (ms)",
+    "dup_max_codes": "duplicate_code: cap on remembered codes (memory bound)",
+    "farm_user_min_codes": "reward_farming: distinct codes by one user within the user window",
+    "farm_user_window_ms": "reward_farming: user window (ms)",
+    "farm_device_min_users": "reward_farming: distinct users on one device in the device window",
+    "farm_device_user_window_ms": "reward_farming: device-users window (ms)",
+    "farm_device_min_codes": "reward_farming: distinct codes on one shared device in the code window",
+    "farm_device_code_window_ms": "reward_farming: device-codes window (ms)",
+    "farm_device_codes_min_users": "reward_farming: users a device needs for the codes rule",
+    "farm_device_outlet_redemptions": "reward_farming: count store-terminal redemptions in device rules",
+    "farm_max_entities": "reward_farming: cap on remembered users and devices",
+    "cross_min_codes": "cross_region_scan: distinct codes of a batch scanned outside its region",
+    "cross_window_ms": "cross_region_scan: window for those codes (ms)",
+    "cross_auth_ttl_ms": "cross_region_scan: how long a batch's authorisation is remembered (ms)",
+    "cross_pending_per_batch": "cross_region_scan: scans kept per batch not shipped yet",
+    "cross_max_batches": "cross_region_scan: cap on remembered batches",
+    "outlet_bucket_ms": "outlet_self_redemption: bucket size (ms)",
+    "outlet_ratio": "outlet_self_redemption: multiple of the usual level that fires",
+    "outlet_min_count": "outlet_self_redemption: redemptions a bucket needs to fire",
+    "outlet_floor": "outlet_self_redemption: lowest usual level assumed per bucket",
+    "outlet_warmup_ms": "outlet_self_redemption: history before the rate rule is armed (ms)",
+    "outlet_alpha": "outlet_self_redemption: learning rate of the usual level",
+    "outlet_burst_min": "outlet_self_redemption: redemptions from one device in the burst window",
+    "outlet_burst_window_ms": "outlet_self_redemption: burst window (ms)",
+    "outlet_ttl_ms": "outlet_self_redemption: forget an idle outlet after (ms)",
+    "outlet_max": "outlet_self_redemption: cap on remembered outlets",
+    "travel_max_kmh": "impossible_travel: fastest plausible travel (km/h)",
+    "travel_min_km": "impossible_travel: shortest distance that counts (km)",
+    "travel_window_ms": "impossible_travel: how long a user's last place is kept (ms)",
+    "travel_max_users": "impossible_travel: cap on remembered users",
+    "emit_interval_ms": "fraud: at most one observation per entity per this much event time (ms)",
+    "expire_every_ms": "fraud: how often state is expired (ms of event time)",
+    "kpi_threshold": "kpi_anomaly: detector score at or above which a bucket is anomalous",
+    "kpi_warmup_buckets": "kpi_anomaly: 10-minute buckets of history before alerts",
+    "kpi_band_k": "kpi_anomaly: width of the usual band, in robust standard deviations",
+    "quiet_ms": "alerts: resolve after this much event time without evidence (ms)",
+    "outlet_window_buckets": "high_scan_low_redemption: outlet window in 10-minute buckets",
+    "outlet_min_expected": "high_scan_low_redemption: expected redemptions an outlet needs",
+    "outlet_sustain": "high_scan_low_redemption: low buckets in a row before an outlet fires",
+}
+
+
+def _parse_like(default: Any) -> Callable[[str], Any]:
+    if isinstance(default, bool):
+        return _on_off
+    if isinstance(default, int):
+        return _positive_int
+    if isinstance(default, float):
+        return _non_negative_float
+    return str
+
+
+def _tuning_options() -> tuple[Option, ...]:
+    from detectors.fraud import FraudParams
+    from koxpulse.detection import DetectionParams
+
+    out = []
+    for prefix, params in (("fraud_", FraudParams()), ("detect_", DetectionParams())):
+        for f in fields(params):
+            default = getattr(params, f.name)
+            out.append(
+                Option(
+                    prefix + f.name,
+                    "--" + (prefix + f.name).replace("_", "-"),
+                    default,
+                    _TUNING_HELP.get(f.name, f.name.replace("_", " ")),
+                    _parse_like(default),
+                )
+            )
+    return tuple(out)
+
+
+TUNING_OPTIONS = _tuning_options()
 OPTIONS_BY_FIELD = {o.field: o for o in OPTIONS}
+TUNING_BY_FIELD = {o.field: o for o in TUNING_OPTIONS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +280,19 @@ class Settings:
     detectors: bool = True
     lang: str = "en"
     log_level: str = "warning"
+    tuning: tuple[tuple[str, Any], ...] = ()  # detector overrides: (option field, value)
+
+    def fraud_params(self) -> FraudParams:
+        from detectors.fraud import FraudParams
+
+        given = {k[len("fraud_") :]: v for k, v in self.tuning if k.startswith("fraud_")}
+        return FraudParams(**given)
+
+    def detection_params(self) -> DetectionParams:
+        from koxpulse.detection import DetectionParams
+
+        given = {k[len("detect_") :]: v for k, v in self.tuning if k.startswith("detect_")}
+        return DetectionParams(**given)
 
     @property
     def allowed_lateness_ms(self) -> int:
@@ -226,9 +322,21 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
                 values[opt.field] = opt.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{opt.env}={raw!r}: {exc}") from exc
-    known = {f.name for f in fields(Settings)}
+    tuning = []
+    for opt in TUNING_OPTIONS:
+        given = flags.get(opt.field)
+        if given is None:
+            raw = env.get(opt.env)
+            if raw is None or raw == "":
+                continue
+            try:
+                given = opt.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{opt.env}={raw!r}: {exc}") from exc
+        tuning.append((opt.field, given))
+    known = {f.name for f in fields(Settings)} - {"tuning"}
     assert known == set(OPTIONS_BY_FIELD), "settings fields and options diverged"
-    return Settings(**values)
+    return Settings(**values, tuning=tuple(tuning))
 
 
 def markdown_table() -> str:
@@ -237,7 +345,7 @@ def markdown_table() -> str:
         "| variable | flag | default | meaning |",
         "|---|---|---|---|",
     ]
-    for o in OPTIONS:
+    for o in (*OPTIONS, *TUNING_OPTIONS):
         default = o.shown_default if o.shown_default is not None else str(o.default)
         if isinstance(o.default, bool):
             default = "on" if o.default else "off"

@@ -133,7 +133,10 @@ class Stages:
 
     # detection ---------------------------------------------------------------------------
     def detect_logic(self, resume: Detection | None) -> DetectLogic:
-        return DetectLogic(resume if resume is not None else Detection(lang=self.settings.lang))
+        if resume is not None:
+            return DetectLogic(resume)
+        s = self.settings
+        return DetectLogic(Detection(s.detection_params(), s.fraud_params(), lang=s.lang))
 
     def alert_rows(self, item: tuple[str, list[Alert]]) -> TableRows | None:
         alerts = item[1]

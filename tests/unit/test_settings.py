@@ -44,3 +44,16 @@ def test_readme_settings_table_is_in_sync() -> None:
     assert markdown_table() in readme
     for opt in OPTIONS:
         assert opt.env.startswith("KOXPULSE_")
+
+
+def test_detector_thresholds_are_settings_too() -> None:
+    s = load(
+        {"fraud_cross_min_codes": 7},
+        env={"KOXPULSE_FRAUD_DUP_MIN_USERS": "4", "KOXPULSE_DETECT_KPI_THRESHOLD": "0.8"},
+    )
+    assert s.fraud_params().dup_min_users == 4
+    assert s.fraud_params().cross_min_codes == 7
+    assert s.detection_params().kpi_threshold == 0.8
+    assert load({}, env={}).fraud_params() == type(s.fraud_params())()
+    with pytest.raises(ConfigError, match="KOXPULSE_FRAUD_TRAVEL_MAX_KMH"):
+        load({}, env={"KOXPULSE_FRAUD_TRAVEL_MAX_KMH": "fast"})
