@@ -239,13 +239,13 @@ def bench_detectors(n: int = 200_000, repeats: int = 3) -> dict[str, float]:
     """CPU nanoseconds per event for each detector and for ``FraudDetectors.update``.
 
     A detector's figure is per event it handles (scans for duplicate_code, scans and
-    redemptions for reward_farming, ...), expiry included; ``fraud_update_per_event``
-    is per event of the whole stream (orders included), ``fraud_update_per_scan`` per
-    scan (the costliest event: four detectors; fed with the shipments of their batches); ``empty_loop`` is the loop's own
-    overhead, included in every figure; ``reference_dict_insert`` is one dict lookup and
-    one tuple insert per event, to judge the machine's speed (on a quiet modern machine it
-    is ~0.1-0.2 us; the detectors do a few such operations per event each). Best of
-    ``repeats`` runs on fresh detectors.
+    redemptions for reward_farming, ...), expiry included. ``fraud_update_per_event``
+    is per event of the whole stream (orders included); ``fraud_update_per_scan`` is
+    per scan, the costliest event (four detectors), fed with the shipments of their
+    batches. ``empty_loop`` is the loop's own overhead, included in every figure.
+    ``reference_dict_insert`` (one dict lookup and one tuple insert per event) shows
+    the machine's speed: ~0.1-0.2 us on a quiet modern machine; the detectors do a few
+    such operations per event each. Best of ``repeats`` runs on fresh detectors.
     """
     lines = make_stream(n)
     every: tuple[type, ...] = (Scan, Redemption, Order, Shipment)

@@ -100,7 +100,8 @@ class DuplicateCodeDetector:
         """expiry bucket -> codes that entered ``_one`` in it."""
         self._many: dict[str, list[Any]] = {}
         self._many_wheel: dict[int, list[str]] = {}
-        self._tail_b, self._tail = _NEVER, []  # newest bucket of _one_wheel and its list
+        self._tail_b = _NEVER  # the newest bucket of _one_wheel and its list
+        self._tail: list[str] = []
 
     # -- event path ------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
 need it (a scan touches four, a redemption two, a shipment one, an order none). It
 also expires their state once a minute of event time, so a caller only feeds events.
 Everything in it is plain Python state: it pickles, and a restored copy continues
-with exactly the same observations.
+with exactly the same observations. A single event with a wild timestamp cannot wipe
+the state: each automatic expiry moves at most ``expire_max_jump_ms`` past the last.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class FraudParams:
     """At most one observation per entity per this much event time."""
     expire_every_ms: int = MINUTE
     """How often (event time) FraudDetectors expires old state."""
+    expire_max_jump_ms: int = HOUR
+    """An event far ahead of the others (a bad clock) advances expiry by at most this much."""
 
 
 class FraudDetectors:
@@ -176,6 +179,7 @@ class FraudDetectors:
             lang=lang,
         )
         self._next_expire = -(1 << 62)
+        self._clock: int | None = None
         self._bind()
 
     def _bind(self) -> None:
@@ -206,7 +210,9 @@ class FraudDetectors:
         """Feed one decoded event at event time ``t`` (epoch ms); returns observations."""
         out: list[Observation] = []
         if t >= self._next_expire:
-            self.expire(t)
+            clock = self._clock
+            jump = self.params.expire_max_jump_ms
+            self.expire(t if clock is None or t <= clock + jump else clock + jump)
         cls = ev.__class__
         if cls is Scan:
             dup, farm, cross, travel = self._on_scan
@@ -230,6 +236,7 @@ class FraudDetectors:
         self.outlet_self_redemption.expire(now)
         self.impossible_travel.expire(now)
         every = self.params.expire_every_ms
+        self._clock = now
         self._next_expire = (now // every + 1) * every
 
     def state_sizes(self) -> dict[str, int]:

@@ -91,7 +91,8 @@ class ImpossibleTravelDetector:
         self._users: dict[str, tuple[Any, ...]] = {}
         """user -> last geolocated scan (t, lat, lon, region, channel, city, code, emit, wb)."""
         self._wheel: dict[int, list[str]] = {}
-        self._tail_b, self._tail = _NEVER, []  # newest wheel bucket and its list
+        self._tail_b = _NEVER  # the newest wheel bucket and its list
+        self._tail: list[str] = []
 
     def update(self, ev: AnyEvent, t: int) -> list[Observation]:
         """Feed one event at event time ``t`` (ms); geolocated scans matter."""

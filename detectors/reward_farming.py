@@ -136,8 +136,10 @@ class RewardFarmingDetector:
         """device -> (user, code, t) while it has one of each, else a record (list)."""
         self._user_wheel: dict[int, list[str]] = {}
         self._device_wheel: dict[int, list[str]] = {}
-        self._uw_b, self._uw_list = _NEVER, []  # newest wheel bucket and its list
-        self._dw_b, self._dw_list = _NEVER, []
+        self._uw_b = _NEVER  # the newest bucket of each wheel and its list
+        self._uw_list: list[str] = []
+        self._dw_b = _NEVER
+        self._dw_list: list[str] = []
 
     # -- event path ------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -332,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:
+        os.environ["RUST_BACKTRACE"] = "0"  # Bytewax's panics would print a Rust backtrace
         # Client libraries log every retry; the one-line error we print says what matters.
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet_client_libraries)

@@ -25,19 +25,20 @@ from koxpulse.kpi import KpiOutput, KpiRow
 from koxpulse.timeutil import ms_to_datetime, ms_to_iso
 
 BUCKET_MS = 600_000
+HOUR_MS = 3_600_000
 HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
 # a rate computed from fewer events than this says nothing
-MIN_DENOMINATOR = 20
+MIN_DENOMINATOR = 50
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionParams:
     """Tunables of the series detectors (fraud thresholds live in ``FraudParams``)."""
 
-    kpi_threshold: float = 0.9  # detector score at or above which a bucket is anomalous
+    kpi_threshold: float = 0.95  # detector score at or above which a bucket is anomalous
     kpi_warmup_buckets: int = 108  # 18 h of 10-minute buckets per series before alerts
-    kpi_band_k: float = 4.0  # band = usual ± k × robust spread, shown in details
+    kpi_band_k: float = 5.0  # band = usual ± k × robust spread, shown in details
     quiet_ms: int = 30 * 60_000  # an incident resolves after this long without evidence
     outlet_window_buckets: int = 6  # 1 h, like regions; smaller outlets are simply not judged
     outlet_min_expected: float = 15.0
@@ -150,7 +151,7 @@ class Detection:
         )
         self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
-        self.recent: dict[tuple[str, str], deque[tuple[int, int]]] = {}
+        self.recent: dict[tuple[str, str], deque[_Bucket]] = {}
         self.buckets: dict[int, dict[tuple[str, str], _Bucket]] = {}
         self.keys: set[tuple[str, str]] = set()
         self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
@@ -238,17 +239,26 @@ class Detection:
     def _judge_key(self, key: tuple[str, str], b: int, bucket: _Bucket) -> list[Observation]:
         region, channel = key
         obs: list[Observation] = []
+        recent = self.recent.get(key)
+        if recent is None:
+            recent = self.recent[key] = deque(maxlen=HOUR_BUCKETS)
+        recent.append(bucket)
+        # Rates over the trailing hour: redemptions trail scans, so a 10-minute rate swings
+        # with the rhythm of the day (well over 100 % at night) and says nothing.
+        h_scans = sum(r.scans for r in recent)
+        h_reds = sum(r.redemptions for r in recent)
+        h_buyers = sum(r.buyers for r in recent)
+        h_repeat = sum(r.repeat_buyers for r in recent)
+        full = len(recent) == HOUR_BUCKETS
         values: dict[str, float | None] = {
             "scans": float(bucket.scans),
             "orders": float(bucket.orders),
-            "redemption_rate": bucket.redemptions / bucket.scans
-            if bucket.scans >= MIN_DENOMINATOR
-            else None,
-            "repurchase_rate": bucket.repeat_buyers / bucket.buyers
-            if bucket.buyers >= MIN_DENOMINATOR
+            "redemption_rate": h_reds / h_scans if full and h_scans >= MIN_DENOMINATOR else None,
+            "repurchase_rate": h_repeat / h_buyers
+            if full and h_buyers >= MIN_DENOMINATOR
             else None,
         }
-        denominators = {"redemption_rate": bucket.scans, "repurchase_rate": bucket.buyers}
+        denominators = {"redemption_rate": h_scans, "repurchase_rate": h_buyers}
         for metric in METRICS:
             x = values[metric]
             if x is None:
@@ -257,18 +267,18 @@ class Detection:
             if mon is None:
                 mon = self.series[(region, channel, metric)] = _SeriesMonitor(self.params)
             score, band, flagged = mon.step(b, x, denominators.get(metric))
+            last_hslr = self.region_hslr_last.get(f"{region}|{channel}")
+            if metric == "redemption_rate" and last_hslr is not None and b - last_hslr <= HOUR_MS:
+                flagged = False  # the same incident, already reported as 高扫码低核销
             if flagged and band is not None:
-                obs.append(self._kpi_obs(region, channel, metric, b, x, band, score))
+                window = 60 if metric.endswith("_rate") else BUCKET_MS // 60_000
+                obs.append(self._kpi_obs(region, channel, metric, b, x, band, score, window))
         # Counts also over the last hour: a sustained drop in a small series is invisible in
         # one noisy 10-minute bucket but plain in six.
-        recent = self.recent.get(key)
-        if recent is None:
-            recent = self.recent[key] = deque(maxlen=HOUR_BUCKETS)
-        recent.append((bucket.scans, bucket.orders))
-        if len(recent) == HOUR_BUCKETS:
+        if full:
             for metric, x in (
-                ("scans", sum(r[0] for r in recent)),
-                ("orders", sum(r[1] for r in recent)),
+                ("scans", h_scans),
+                ("orders", sum(r.orders for r in recent)),
             ):
                 mon = self.series.get((region, channel, metric + "@1h"))
                 if mon is None:

@@ -215,6 +215,7 @@ _TUNING_HELP = {
     "travel_max_users": "impossible_travel: cap on remembered users",
     "emit_interval_ms": "fraud: at most one observation per entity per this much event time (ms)",
     "expire_every_ms": "fraud: how often state is expired (ms of event time)",
+    "expire_max_jump_ms": "fraud: largest step one automatic expiry takes (ms)",
     "kpi_threshold": "kpi_anomaly: detector score at or above which a bucket is anomalous",
     "kpi_warmup_buckets": "kpi_anomaly: 10-minute buckets of history before alerts",
     "kpi_band_k": "kpi_anomaly: width of the usual band, in robust standard deviations",

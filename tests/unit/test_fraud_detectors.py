@@ -645,8 +645,23 @@ def test_fraud_detectors_dispatch_by_class_and_expire_by_time() -> None:
     assert sizes["reward_farming"] == 1
     fraud.update(scan("c2", "u2", at=BEIJING, device="d"), T0 + 1)
     assert fraud.state_sizes()["duplicate_code"] == 1
-    fraud.update(order, T0 + 3 * DAY)  # expiry runs as event time passes
+    for hour in range(1, 30):  # expiry runs as event time passes
+        fraud.update(order, T0 + hour * HOUR)
     assert sum(fraud.state_sizes().values()) == 0
+
+
+def test_one_wild_timestamp_does_not_wipe_the_state() -> None:
+    fraud = FraudDetectors()
+    fraud.update(scan("c1", "u1"), T0)
+    fraud.update(scan("c2", "u2"), T0 + 10 * 365 * DAY)  # a producer with a broken clock
+    assert fraud.update(scan("c1", "u3"), T0 + MIN) == []
+    [obs] = fraud.update(scan("c1", "u4"), T0 + 2 * MIN)
+    assert obs.details["users"] == ["u1", "u3", "u4"]  # u1 was not forgotten
+    # a real jump in event time is followed, at most an hour per expiry
+    order = Order(event_id="o", ts=0, region="R", channel="C", order_id="1", user_id="u", amount=1)
+    for i in range(100):
+        fraud.update(order, T0 + 3 * DAY + i * 1000)
+    assert fraud.state_sizes()["duplicate_code"] == 1  # only the code from the future
 
 
 def test_summaries_in_simplified_chinese() -> None:
