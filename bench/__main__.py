@@ -106,7 +106,9 @@ def bench_replay(path: Path, repeats: int, workdir: Path, detectors: str) -> dic
     }
 
 
-def write_results(results: list[dict[str, object]], info: dict[str, object]) -> None:
+def write_results(
+    results: list[dict[str, object]], info: dict[str, object], detectors: dict[str, float]
+) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     doc = {
         "machine": info,
@@ -144,6 +146,15 @@ def write_results(results: list[dict[str, object]], info: dict[str, object]) -> 
             )
     lines += [
         "",
+        "Per-event cost of each fraud detector (CPU ns per event, seeded synthetic stream; "
+        "target < 5,000 ns per detector):",
+        "",
+        "| detector | ns per event |",
+        "|---|---|",
+        *(f"| {name} | {ns:,.0f} |" for name, ns in detectors.items()),
+    ]
+    lines += [
+        "",
         "Throughput is timed inside each process around the work (imports and the ClickHouse "
         "connection excluded) and is the median of the repeats, run alternately; per-CPU-second "
         "figures divide by process CPU time, which is steadier when other work shares the "
@@ -170,7 +181,10 @@ def main() -> None:
             bench_replay(path, args.repeats, work, "off"),
             bench_replay(path, args.repeats, work, "on"),
         ]
-    write_results(results, info)
+    from bench.detectors import bench_detectors
+
+    detector_costs = bench_detectors()
+    write_results(results, info, detector_costs)
     for r in results:
         print(
             f"{r['name']}: {r['messages']:,} events; bare loop {r['bare_events_per_s']:,}/s, "

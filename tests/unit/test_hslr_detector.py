@@ -1,0 +1,73 @@
+"""高扫码低核销 detector: fires on a sustained shortfall, stays quiet otherwise, pickles exactly."""
+
+from __future__ import annotations
+
+import doctest
+import pickle
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import detectors.high_scan_low_redemption as hslr_module
+from detectors.high_scan_low_redemption import HighScanLowRedemption, poisson_cdf
+
+B = 600_000
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(hslr_module).failed == 0
+
+
+def stream(seed: int, drop_at: int | None, n: int = 400) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    out = []
+    for b in range(n):
+        hour = (b // 6) % 24
+        level = 40 + 30 * (8 <= hour <= 22)
+        scans = max(0, int(rng.gauss(level, level**0.5)))
+        rate = 0.5 if drop_at is None or b < drop_at else 0.05
+        reds = sum(1 for _ in range(scans) if rng.random() < rate)
+        out.append((scans, reds))
+    return out
+
+
+def run(det: HighScanLowRedemption, data: list[tuple[int, int]], start: int = 0) -> list[int]:
+    return [
+        b + start
+        for b, (s, r) in enumerate(data)
+        if det.update("CN-SD|offline", (b + start) * B, scans=s, redemptions=r) is not None
+    ]
+
+
+def test_quiet_on_normal_traffic_and_fires_soon_after_a_collapse() -> None:
+    for seed in range(5):
+        assert run(HighScanLowRedemption(), stream(seed, None)) == []
+        fired = run(HighScanLowRedemption(), stream(seed, drop_at=300))
+        assert fired, seed
+        assert 300 <= fired[0] <= 310  # within 100 minutes of the collapse
+
+
+def test_everything_down_is_not_high_scan_low_redemption() -> None:
+    data = stream(1, None)
+    data = data[:300] + [(s // 10, r // 10) for s, r in data[300:]]
+    assert run(HighScanLowRedemption(), data) == []
+
+
+def test_poisson_tail() -> None:
+    assert abs(poisson_cdf(0, 2.0) - 0.1353352832) < 1e-9
+    assert abs(poisson_cdf(3, 10.0) - 0.0103360506) < 1e-9
+    assert poisson_cdf(12, 10.0) == 1.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(150, 350))
+def test_pickled_detector_continues_identically(seed: int, cut: int) -> None:
+    data = stream(seed, drop_at=320)
+    a = HighScanLowRedemption()
+    run(a, data[:cut])
+    b = pickle.loads(pickle.dumps(a))
+    assert run(a, data[cut:], cut) == run(b, data[cut:], cut)
+    c = HighScanLowRedemption()
+    d = HighScanLowRedemption()
+    assert run(c, data) == run(d, data)
