@@ -28,6 +28,9 @@ run: $(STAMP)
 	$(BIN)/koxpulse simulate --out $(DATA)/demo.jsonl.gz --hours $(DEMO_HOURS) --seed $(DEMO_SEED) --scale $(DEMO_SCALE) --incidents
 	$(BIN)/koxpulse run --input $(DATA)/demo.jsonl.gz --clickhouse chdb://$(DATA)/chdb \
 		--metrics-textfile $(DATA)/metrics.prom --summary
+	@echo
+	@echo "Alerts against the demo's labelled incidents:"
+	$(BIN)/koxpulse evaluate --labels $(DATA)/demo.labels.jsonl --clickhouse chdb://$(DATA)/chdb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
