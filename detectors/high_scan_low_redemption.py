@@ -170,7 +170,3 @@ class HighScanLowRedemption:
     def firing(self, entity: str) -> bool:
         e = self.entities.get(entity)
         return e is not None and e.firing
-
-    def armed(self, entity: str) -> bool:
-        e = self.entities.get(entity)
-        return e is not None and e.buckets_seen >= self.warmup_buckets

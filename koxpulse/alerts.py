@@ -155,7 +155,3 @@ class AlertTracker:
             if alert is not None:
                 out.append(replace(alert, status="resolved", ends_at=last + self.quiet_ms))
         return out
-
-    def resolve_all(self, now: int) -> list[Alert]:
-        """End of input: resolve what has been quiet long enough, keep the rest firing."""
-        return self.advance(now)

@@ -6,7 +6,6 @@ are made only at the edges (sinks, summaries).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 MINUTE_MS = 60_000
@@ -17,13 +16,6 @@ MAX_TS_MS = 10_413_791_999_999
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 
 _offset_ms: dict[object, int] = {}
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The default wall clock; inject another one in tests."""
-    return datetime.now(UTC)
 
 
 def datetime_to_ms(dt: datetime) -> int:
@@ -57,8 +49,3 @@ def ms_to_datetime(ms: int) -> datetime:
 def ms_to_iso(ms: int) -> str:
     """RFC 3339 UTC with milliseconds and a ``Z``: the one format koxpulse prints."""
     return ms_to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
-def floor_minute(ms: int) -> int:
-    """Start of the 1-minute window that holds ``ms`` (floor, also before 1970)."""
-    return ms - ms % MINUTE_MS
