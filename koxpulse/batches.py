@@ -26,6 +26,7 @@ class RawBatch:
     messages: list[bytes]
     received_at_ms: int
     eof: bool = False
+    idle: bool = False  # the partition has had no message for a while: do not wait for it
 
     def position(self, i: int) -> str:
         return f"{self.position_prefix}{self.positions[i]}"
@@ -57,6 +58,7 @@ class DecodedBatch:
     messages: int
     eof: bool = False
     dead: list[DeadLetter] = field(default_factory=list)
+    idle: bool = False
     # Filled by the lateness step: indexes (into events) of late events, and the
     # partition's watermark (newest event time read minus the allowed lateness).
     late: list[int] = field(default_factory=list)

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(
         run,
         "input",
+        "kafka_bootstrap",
+        "kafka_topics",
+        "kafka_group",
+        "idle_exit",
+        "idle_partition",
         "clickhouse",
         "database",
         "clickhouse_ca",
@@ -95,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = run.add_argument_group("detector tuning (defaults are the detectors' own)")
     _add_options(tuning, *TUNING_BY_FIELD)  # type: ignore[arg-type]
     run.add_argument("--summary", action="store_true", help="print a summary for people at the end")
+
+    prod = sub.add_parser(
+        "produce",
+        help="load an event file into Kafka, each event to its type's topic",
+        description="Send every line of an event file to Kafka: each event to its type's topic "
+        "(kox.scans, kox.redemptions, kox.orders, kox.shipments); unparseable lines to kox.scans.",
+    )
+    prod.add_argument("--input", dest="produce_input", required=True, metavar="PATH")
+    prod.add_argument(
+        "--rate",
+        type=_typed(_positive_float, "--rate"),
+        default=None,
+        help="events per second (default: as fast as possible)",
+    )
+    _add_options(prod, "kafka_bootstrap")
 
     query = sub.add_parser(
         "query",
@@ -193,6 +213,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from koxpulse.summary import print_summary
 
         print_summary(settings, result)
+    return 0
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from koxpulse.produce import produce
+
+    settings = _settings(args)
+    if not Path(args.produce_input).is_file():
+        raise ConfigError(f"input file {args.produce_input} does not exist")
+    result = produce(settings, args.produce_input, args.rate)
+    topics = ", ".join(f"{t} {n:,}" for t, n in sorted(result.by_topic.items()))
+    print(f"produced {result.messages:,} messages in {result.seconds:.1f} s ({topics})")
     return 0
 
 
@@ -311,12 +343,13 @@ def _cmd_settings(args: argparse.Namespace) -> int:
 
 
 def _quiet_client_libraries(record: logging.LogRecord) -> bool:
-    return not record.name.startswith(("urllib3", "clickhouse_connect"))
+    return not record.name.startswith(("urllib3", "clickhouse_connect", "librdkafka"))
 
 
 COMMANDS = {
     "run": _cmd_run,
     "query": _cmd_query,
+    "produce": _cmd_produce,
     "simulate": _cmd_simulate,
     "evaluate": _cmd_evaluate,
     "nab": _cmd_nab,

@@ -118,4 +118,5 @@ def decode_batch(batch: RawBatch) -> DecodedBatch:
         messages=len(msgs),
         eof=batch.eof,
         dead=dead,
+        idle=batch.idle,
     )

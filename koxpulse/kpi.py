@@ -148,6 +148,7 @@ class KpiAggregator:
         self.expected: set[str] = set(self.expected_partitions)
         self.watermarks: dict[str, int | None] = {}
         self.finished: set[str] = set()
+        self.idle: set[str] = set()  # partitions that said they are idle: not waited for
         self.minutes: dict[int, Minute] = {}
         self.key_ids: dict[Key, int] = {}
         self.key_names: list[Key] = []
@@ -170,6 +171,10 @@ class KpiAggregator:
         part = batch.partition
         if batch.watermark is not None or part not in self.watermarks:
             self.watermarks[part] = batch.watermark
+        if batch.idle:
+            self.idle.add(part)
+        elif batch.events:
+            self.idle.discard(part)
         if batch.eof:
             self.finished.add(part)
         self._close_until(self._global_watermark(), out)
@@ -268,10 +273,20 @@ class KpiAggregator:
     # -- watermark and closing ---------------------------------------------------------
 
     def _global_watermark(self) -> int | None:
-        """Slowest watermark over partitions still reading; None while one is unknown."""
-        if any(p not in self.watermarks and p not in self.finished for p in self.expected):
+        """Slowest watermark over partitions still reading; None while one is unknown.
+
+        An idle partition is not waited for: its silence must not hold other partitions'
+        windows open. If it wakes up with old events, they count as late.
+        """
+        done = self.finished | self.idle
+        if any(p not in self.watermarks and p not in done for p in self.expected):
             return None
-        active = [p for p in self.watermarks if p not in self.finished]
+        active = [p for p in self.watermarks if p not in done]
+        if not active and self.idle - self.finished:
+            # every partition is silent: time has moved on, close what their data allows
+            marks = [self.watermarks.get(p) for p in self.idle - self.finished]
+            known = [m for m in marks if m is not None]
+            return max(known) if known else None
         if not active:
             return None if not self.finished else _INFINITY
         marks = [self.watermarks[p] for p in active]

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from bytewax.testing import run_main
 
 from flows.kpi_flow import build_flow
-from koxpulse.errors import KoxpulseError
+from koxpulse.errors import ConfigError, KoxpulseError
+from koxpulse.kafka_config import consumer_config
 from koxpulse.metrics import Metrics
 from koxpulse.progress import Progress
 from koxpulse.settings import Settings
 from koxpulse.sources.files import FileSource, check_inputs
+from koxpulse.sources.kafka import KafkaSource, list_partitions
 from koxpulse.stages import Stages
 from sinks.bytewax_sink import ClickHouseSink
 from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter
@@ -40,9 +42,26 @@ def clickhouse_target(settings: Settings) -> ClickHouseTarget:
 
 
 def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
-    """Replay the input files through the dataflow into ClickHouse and flush everything."""
+    """Run the dataflow over the input files (or Kafka) into ClickHouse, flushing at the end."""
     metrics = metrics or Metrics()
-    paths = check_inputs(settings.input)
+    clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
+    source: FileSource | KafkaSource
+    if settings.kafka_bootstrap:
+        if settings.input:
+            raise ConfigError("give either --input files or --kafka, not both")
+        config = consumer_config(settings)
+        paths = list_partitions(config, settings.kafka_topics)
+        source = KafkaSource(
+            config,
+            paths,
+            batch_size=settings.batch_lines,
+            idle_exit_s=settings.idle_exit or None,
+            idle_partition_s=settings.idle_partition,
+            clock_ms=clock_ms,
+        )
+    else:
+        paths = check_inputs(settings.input)
+        source = FileSource(paths, batch_lines=settings.batch_lines, clock_ms=clock_ms)
     writer = ClickHouseWriter(
         clickhouse_target(settings),
         batch_rows=settings.sink_batch_rows,
@@ -50,9 +69,6 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     )
     _ = writer.client  # connect and create tables now: a bad DSN fails before any work
     stages = Stages(settings, metrics, expected_partitions=paths)
-    source = FileSource(
-        paths, batch_lines=settings.batch_lines, clock_ms=lambda: time.time_ns() // 1_000_000
-    )
     flow = build_flow(source, stages, ClickHouseSink(writer))
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()

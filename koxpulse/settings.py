@@ -79,6 +79,36 @@ OPTIONS: tuple[Option, ...] = (
         "none",
     ),
     Option(
+        "kafka_bootstrap",
+        "--kafka",
+        "",
+        "Kafka bootstrap servers HOST:PORT[,HOST:PORT]; when set, `run` consumes the topics",
+    ),
+    Option(
+        "kafka_topics",
+        "--kafka-topics",
+        ("kox.scans", "kox.redemptions", "kox.orders", "kox.shipments"),
+        "Topics to consume (comma-separated); events are routed by type, not by topic",
+        _path_list,
+        "kox.scans,kox.redemptions,kox.orders,kox.shipments",
+    ),
+    Option("kafka_group", "--kafka-group", "koxpulse", "Kafka consumer group id"),
+    Option(
+        "idle_exit",
+        "--idle-exit",
+        0.0,
+        "Exit 0 once no message has arrived for this many seconds and every window is "
+        "emitted (0: run until stopped)",
+        _non_negative_float,
+    ),
+    Option(
+        "idle_partition",
+        "--idle-partition",
+        10.0,
+        "Seconds without messages after which a partition no longer holds windows open",
+        _non_negative_float,
+    ),
+    Option(
         "clickhouse",
         "--clickhouse",
         "chdb://./data/chdb",
@@ -266,6 +296,11 @@ class Settings:
     """Everything a run needs to know, fixed before the dataflow starts."""
 
     input: tuple[str, ...] = ()
+    kafka_bootstrap: str = ""
+    kafka_topics: tuple[str, ...] = ("kox.scans", "kox.redemptions", "kox.orders", "kox.shipments")
+    kafka_group: str = "koxpulse"
+    idle_exit: float = 0.0
+    idle_partition: float = 10.0
     clickhouse: str = "chdb://./data/chdb"
     database: str = "koxpulse"
     clickhouse_ca: str = ""
