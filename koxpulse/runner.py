@@ -6,12 +6,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from bytewax.testing import run_main
 
 from flows.kpi_flow import build_flow
 from koxpulse.errors import ConfigError, KoxpulseError
-from koxpulse.kafka_config import consumer_config
+from koxpulse.kafka_config import consumer_config, producer_config
 from koxpulse.metrics import Metrics
 from koxpulse.progress import Progress
 from koxpulse.settings import Settings
@@ -20,6 +21,7 @@ from koxpulse.sources.kafka import KafkaSource, list_partitions
 from koxpulse.stages import Stages
 from sinks.bytewax_sink import ClickHouseSink
 from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter
+from sinks.kafka import KafkaTopicSink, alert_messages, dead_letter_messages
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,14 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     )
     _ = writer.client  # connect and create tables now: a bad DSN fails before any work
     stages = Stages(settings, metrics, expected_partitions=paths)
-    flow = build_flow(source, stages, ClickHouseSink(writer))
+    topics: dict[str, Any] = {}
+    if settings.kafka_bootstrap:
+        out_config = producer_config(settings)
+        topics["dead_letter_topic"] = KafkaTopicSink(
+            out_config, "kox.dead_letters", dead_letter_messages
+        )
+        topics["alert_topic"] = KafkaTopicSink(out_config, "kox.alerts", alert_messages)
+    flow = build_flow(source, stages, ClickHouseSink(writer), **topics)
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()
     try:

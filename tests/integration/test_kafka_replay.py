@@ -21,6 +21,7 @@ from tests.conftest import run_cli
 from tests.integration.test_replay_exact import KPI_SQL, assert_kpis_equal, query
 
 TOPICS = ("kox.scans", "kox.redemptions", "kox.orders", "kox.shipments")
+OUTPUT_TOPICS = ("kox.dead_letters", "kox.alerts")
 
 
 def free_port() -> int:
@@ -60,7 +61,7 @@ def broker() -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        for topic in TOPICS:
+        for topic in TOPICS + OUTPUT_TOPICS:
             subprocess.run(
                 [binary, "topic", "create", topic, "--partitions", "3", "--broker", url],
                 check=True,
@@ -128,6 +129,40 @@ def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
         assert row["source"] in TOPICS
         part, offset = row["position"].split(":")
         assert 0 <= int(part) < 3 and int(offset) >= 0
+    # the same dead letters on the topic: raw message as value, where and why in headers
+    topic = read_topic(broker, "kox.dead_letters")
+    assert len(topic) == len(expected["invalid"])
+    table = {(r["source"], r["position"]): r["reason_code"] for r in dead}
+    for _value, headers in topic:
+        assert table[(headers["source"], headers["position"])] == headers["reason_code"]
+        assert headers["reason"] and headers["received_at"].endswith("Z")
+
+
+def read_topic(broker: str, topic: str) -> list[tuple[bytes, dict[str, str]]]:
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    c = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": "t-read",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    out, ended, deadline = [], set(), time.monotonic() + 30
+    while len(ended) < len(parts) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error() is not None:
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                ended.add(m.partition())
+            continue
+        out.append((m.value(), {k: v.decode() for k, v in (m.headers() or [])}))
+    c.close()
+    return out
 
 
 def test_unreachable_kafka_is_a_one_line_error(tmp_path: Path) -> None:
