@@ -50,7 +50,7 @@ def list_partitions(
     return parts
 
 
-class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState]):
+class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
     """Reads one topic partition; ends after ``idle_exit_s`` without a message (if set)."""
 
     def __init__(
@@ -145,8 +145,9 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> KafkaState:
-        return self._next if self._next is not None else 0
+    def snapshot(self) -> KafkaState | None:
+        # None until a message was handed out: a resumed run then starts where this one did
+        return self._next
 
     def close(self) -> None:
         if self._next is not None:
@@ -159,7 +160,7 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState]):
         self._consumer.close()
 
 
-class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState]):
+class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState | None]):
     """All partitions of the given topics; lateness is judged per partition (contract §1)."""
 
     def __init__(
