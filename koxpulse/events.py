@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from koxpulse.timeutil import MAX_TS_MS, MIN_TS_MS
-from koxpulse.tsparse import TimestampError, rfc3339_to_ms
+from koxpulse.tsparse import TimestampError, out_of_range_reason, rfc3339_to_ms
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 EVENT_TYPES: Final = ("scan", "redemption", "order", "shipment")
@@ -221,7 +221,7 @@ def _explain_ts(value: Any, body: str) -> tuple[str, str]:
         )
     return (
         "out_of_range",
-        f"ts {value} is outside the supported range 1900-01-01..2299-12-31",
+        out_of_range_reason(value),
     )
 
 

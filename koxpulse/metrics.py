@@ -58,12 +58,12 @@ class Metrics:
         v = self.registry.get_sample_value(name, labels or {})
         return 0.0 if v is None else v
 
-    def total(self, name: str) -> float:
-        """Sum of a metric's samples over all label values."""
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples over all label values, or over those matching ``labels``."""
         total = 0.0
         for metric in self.registry.collect():
             for s in metric.samples:
-                if s.name == name:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                     total += s.value
         return total
 

@@ -95,14 +95,7 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
         metrics.write_textfile(settings.metrics_textfile)
 
     def events(outcome: str) -> int:
-        return int(
-            sum(
-                s.value
-                for m in metrics.registry.collect()
-                for s in m.samples
-                if s.name == "koxpulse_events_total" and s.labels.get("outcome") == outcome
-            )
-        )
+        return int(metrics.total("koxpulse_events_total", outcome=outcome))
 
     return RunResult(
         messages=int(metrics.total("koxpulse_messages_read_total")),

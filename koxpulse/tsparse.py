@@ -43,6 +43,11 @@ _MINUTES: dict[str, int] = {}  # minute prefix + offset -> epoch ms of that minu
 _MAX_MINUTES = 100_000  # a few months of minutes per offset; cleared when full
 
 
+def out_of_range_reason(shown: object) -> str:
+    """The one wording for a time outside what ClickHouse can store."""
+    return f"ts {shown} is outside the supported range 1900-01-01..2299-12-31"
+
+
 class TimestampError(ValueError):
     """A ``ts`` string that is not an RFC 3339 time with a UTC offset in range."""
 
@@ -85,9 +90,7 @@ def _strict_to_ms(s: str, key: str, frac: str) -> int:
         raise TimestampError("ts_no_offset", f"ts {shown} has no UTC offset")
     ms = datetime_to_ms(dt)
     if not MIN_TS_MS <= ms <= MAX_TS_MS:
-        raise TimestampError(
-            "out_of_range", f"ts {shown} is outside the supported range 1900-01-01..2299-12-31"
-        )
+        raise TimestampError("out_of_range", out_of_range_reason(shown))
     sec = _SECFRAC.get(frac)
     if (
         sec is not None
@@ -173,5 +176,5 @@ def _check_range(
         j = idx[k]
         failures[j] = TimestampError(
             "out_of_range",
-            f"ts {stamps[j]} is outside the supported range 1900-01-01..2299-12-31",
+            out_of_range_reason(stamps[j]),
         )

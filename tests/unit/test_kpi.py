@@ -266,3 +266,9 @@ def test_a_pickled_aggregator_continues_identically() -> None:
     b.send("a", rest, eof=True)
     strip = [r[:-1] for r in a.rows[-len(b.rows) :]]
     assert strip == [r[:-1] for r in b.rows]
+
+
+def test_rows_follow_the_sink_column_order() -> None:
+    from sinks.tables import KPI_MINUTE
+
+    assert KPI_MINUTE.column_names == KPI_COLUMNS
