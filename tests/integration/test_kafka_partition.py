@@ -1,0 +1,124 @@
+"""One Kafka source partition against the real broker: where it starts, when it ends.
+
+These drive :class:`KafkaPartition` directly (no dataflow) so that the order of
+librdkafka's events can be arranged on purpose.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from confluent_kafka import Producer
+
+from koxpulse.sources.kafka import KafkaPartition
+from tests.integration.conftest import create_topic
+
+_ids = itertools.count()
+
+
+def fill(broker: str, n: int) -> str:
+    topic = f"t.partition.{next(_ids)}"
+    create_topic(broker, topic, partitions=1)
+    p = Producer({"bootstrap.servers": broker, "linger.ms": 5})
+    for i in range(n):
+        p.produce(topic, value=b'{"n": %d}' % i, partition=0)
+    assert p.flush(10) == 0
+    return topic
+
+
+def partition(
+    broker: str, topic: str, *, batch: int, idle_exit: float | None, resume: int | None = None
+) -> KafkaPartition:
+    config = {
+        "bootstrap.servers": broker,
+        "group.id": f"g-{topic}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+        "session.timeout.ms": 6000,
+    }
+    return KafkaPartition(
+        config,
+        topic,
+        0,
+        resume,
+        batch_size=batch,
+        idle_exit_s=idle_exit,
+        idle_partition_s=600,
+        clock_ms=lambda: 0,
+    )
+
+
+def drain(part: KafkaPartition, seconds: float) -> tuple[list[int], bool]:
+    """Offsets handed out until the partition ends or ``seconds`` pass; and whether it ended."""
+    offsets: list[int] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            for b in part.next_batch():
+                offsets.extend(b.positions)
+        except StopIteration:
+            return offsets, True
+        time.sleep(0.02)
+    return offsets, False
+
+
+def test_end_of_partition_in_the_same_fetch_as_the_last_messages_still_ends_the_run(
+    broker: str,
+) -> None:
+    # The whole partition and librdkafka's end-of-partition event are prefetched before
+    # the first read, so one consume() returns the last messages and the end together.
+    topic = fill(broker, 300)
+    part = partition(broker, topic, batch=10_000, idle_exit=0.5)
+    try:
+        time.sleep(3)
+        offsets, ended = drain(part, 20)
+    finally:
+        part.close()
+    assert offsets == list(range(300))
+    assert ended, "the partition never noticed it had been read to its end"
+
+
+def test_a_partition_read_in_small_batches_ends_after_its_last_message(broker: str) -> None:
+    topic = fill(broker, 250)
+    part = partition(broker, topic, batch=7, idle_exit=0.5)
+    try:
+        offsets, ended = drain(part, 20)
+    finally:
+        part.close()
+    assert offsets == list(range(250))
+    assert ended
+
+
+def test_a_resumed_partition_starts_at_its_snapshot(broker: str) -> None:
+    topic = fill(broker, 50)
+    part = partition(broker, topic, batch=20, idle_exit=0.5, resume=None)
+    try:
+        first = []
+        while len(first) < 20:
+            for b in part.next_batch():
+                first.extend(b.positions)
+            time.sleep(0.02)
+        snap = part.snapshot()
+    finally:
+        part.close()
+    assert snap == first[-1] + 1
+    again = partition(broker, topic, batch=1000, idle_exit=0.5, resume=snap)
+    try:
+        offsets, ended = drain(again, 20)
+    finally:
+        again.close()
+    assert offsets == list(range(snap, 50))
+    assert ended
+
+
+def test_without_idle_exit_a_caught_up_partition_keeps_waiting(broker: str) -> None:
+    topic = fill(broker, 5)
+    part = partition(broker, topic, batch=100, idle_exit=None)
+    try:
+        offsets, ended = drain(part, 2.5)
+    finally:
+        part.close()
+    assert offsets == list(range(5))
+    assert not ended
