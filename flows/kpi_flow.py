@@ -1,7 +1,8 @@
 """The KPI dataflow: wiring only. Every step's logic lives in :mod:`koxpulse.stages`.
 
 read → decode ─┬─ ok ─→ lateness (per partition) → aggregate (all partitions) ─┬→ kpi_minute
-               └─ errors → dead_letters                                       └→ late_events
+               └─ errors → dead_letters                                       ├→ late_events
+                                                                               └→ events
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def build_flow(
     kpi_rows = op.filter_map("kpi_rows", kpis, stages.kpi_rows)
     late_rows = op.filter_map("late_rows", kpis, stages.late_rows)
     streams = [dead_rows, kpi_rows, late_rows]
+    if stages.settings.store_events:
+        streams.append(op.filter_map("event_rows", kpis, stages.event_rows))
 
     if stages.settings.detectors:
         alerts = op.stateful("detect", kpis, stages.detect_logic)

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sink_flush_interval",
         "progress",
         "metrics_textfile",
+        "store_events",
         "detectors",
         "lang",
         "log_level",

@@ -191,6 +191,13 @@ OPTIONS: tuple[Option, ...] = (
         "Write Prometheus metrics to this file at the end of a replay",
     ),
     Option(
+        "store_events",
+        "--store-events",
+        True,
+        "Write every accepted event to the events table (drill-downs, A/B readouts): on or off",
+        _on_off,
+    ),
+    Option(
         "detectors",
         "--detectors",
         True,
@@ -313,6 +320,7 @@ class Settings:
     sink_flush_interval: float = 2.0
     progress: str = "auto"
     metrics_textfile: str = ""
+    store_events: bool = True
     detectors: bool = True
     lang: str = "en"
     log_level: str = "warning"

@@ -21,6 +21,7 @@ from koxpulse.lateness import PartitionClock
 from koxpulse.metrics import Metrics
 from koxpulse.settings import Settings
 from koxpulse.timeutil import DAY_MS
+from sinks.event_columns import event_columns
 
 TableRows = tuple[str, list[tuple[Any, ...]]]
 
@@ -81,7 +82,7 @@ class Stages:
             dedup_max_ids=s.dedup_max_ids,
             repeat_lookback_ms=s.repeat_lookback_days * DAY_MS,
             expected_partitions=self.expected_partitions,
-            keep_accepted=s.detectors,
+            keep_accepted=s.detectors or s.store_events,
             version_clock=self.version_clock,
         )
 
@@ -102,6 +103,13 @@ class Stages:
         m.open_windows.set(agg.open_windows)
         if out.closed_through is not None and out.closed_through < 2**61:
             m.watermark.set(out.closed_through / 1000)
+
+    def event_rows(self, item: tuple[str, KpiOutput]) -> tuple[str, Any] | None:
+        out = item[1]
+        if not out.accepted:
+            return None
+        events, ts = zip(*out.accepted, strict=True)
+        return ("events", event_columns(events, ts, self.version_clock()))
 
     @staticmethod
     def kpi_rows(item: tuple[str, KpiOutput]) -> TableRows | None:

@@ -13,10 +13,13 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
+import pyarrow as pa
+import pyarrow.ipc
 from clickhouse_connect.driver.client import Client
 
 from koxpulse.errors import ConfigError, SinkError
@@ -135,6 +138,7 @@ class ClickHouseWriter:
         self._clock = clock
         self._client = client
         self._buffers: dict[str, list[Sequence[Any]]] = {}
+        self._arrow: dict[str, list[pa.Table]] = {}
         self._buffered = 0
         self._oldest: float | None = None
         self.rows_written: dict[str, int] = {}
@@ -146,11 +150,18 @@ class ClickHouseWriter:
             ensure_schema(self._client, self.target.database)
         return self._client
 
-    def add(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
+    def add(self, table: str, rows: Sequence[Sequence[Any]] | pa.Table) -> None:
+        """Buffer rows (tuples in the table's column order, or an Arrow table)."""
+        if isinstance(rows, pa.Table):
+            if not rows.num_rows:
+                return
+            self._arrow.setdefault(table, []).append(rows)
+            self._buffered += rows.num_rows
+        elif not rows:
             return
-        self._buffers.setdefault(table, []).extend(rows)
-        self._buffered += len(rows)
+        else:
+            self._buffers.setdefault(table, []).extend(rows)
+            self._buffered += len(rows)
         if self._oldest is None:
             self._oldest = self._clock()
         if (
@@ -160,27 +171,33 @@ class ClickHouseWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Write every buffered table; a table leaves the buffer only once it is written,
+        so a failed flush can be retried without losing rows (re-written ones replace)."""
         client = self.client
-        for table, rows in self._buffers.items():
-            if not rows:
-                continue
-            spec = TABLES[table]
-            try:
-                client.insert(
-                    f"{quote_ident(self.target.database)}.{quote_ident(table)}",
-                    rows,
-                    column_names=list(spec.column_names),
-                )
-            except Exception as exc:
-                first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-                raise SinkError(
-                    f"ClickHouse insert of {len(rows)} rows into {table} at "
-                    f"{self.target.redacted} failed: {first}"
-                ) from exc
-            self.rows_written[table] = self.rows_written.get(table, 0) + len(rows)
-        self._buffers.clear()
-        self._buffered = 0
+        for table in list(self._buffers):
+            rows = self._buffers[table]
+            if rows:
+                names = list(TABLES[table].column_names)
+                self._insert(table, len(rows), partial(_insert_rows, client, rows, names))
+            self._buffered -= len(self._buffers.pop(table))
+        for table in list(self._arrow):
+            parts = self._arrow[table]
+            block = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+            self._insert(table, block.num_rows, partial(_insert_arrow, client, block))
+            del self._arrow[table]
+            self._buffered -= block.num_rows
         self._oldest = None
+
+    def _insert(self, table: str, n: int, do: Callable[[str], object]) -> None:
+        try:
+            do(f"{quote_ident(self.target.database)}.{quote_ident(table)}")
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            raise SinkError(
+                f"ClickHouse insert of {n} rows into {table} at "
+                f"{self.target.redacted} failed: {first}"
+            ) from exc
+        self.rows_written[table] = self.rows_written.get(table, 0) + n
 
     def close(self) -> None:
         try:
@@ -189,3 +206,19 @@ class ClickHouseWriter:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _insert_rows(client: Client, rows: Sequence[Sequence[Any]], names: list[str], to: str) -> None:
+    client.insert(to, rows, column_names=names)
+
+
+def _insert_arrow(client: Client, block: pa.Table, to: str) -> None:
+    data = _arrow_stream(block)
+    client.raw_insert(to, list(block.column_names), insert_block=data, fmt="ArrowStream")
+
+
+def _arrow_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pyarrow.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()

@@ -116,4 +116,39 @@ LATE_EVENTS = Table(
     order_by=("event_id",),
 )
 
-TABLES = {t.name: t for t in (KPI_MINUTE, ALERTS, DEAD_LETTERS, LATE_EVENTS)}
+NULL_STR = "Nullable(String)"
+EVENTS = Table(
+    "events",
+    (
+        ("ts", TS),
+        ("type", "LowCardinality(String)"),
+        ("event_id", "String"),
+        ("region", "LowCardinality(String)"),
+        ("channel", "LowCardinality(String)"),
+        ("user_id", NULL_STR),
+        ("code_id", NULL_STR),
+        ("order_id", NULL_STR),
+        ("batch_id", NULL_STR),
+        ("sku", "LowCardinality(Nullable(String))"),
+        ("outlet_id", NULL_STR),
+        ("device_id", NULL_STR),
+        ("city", "LowCardinality(Nullable(String))"),
+        ("lat", "Nullable(Float64)"),
+        ("lon", "Nullable(Float64)"),
+        ("campaign_id", "LowCardinality(Nullable(String))"),
+        ("variant", "LowCardinality(Nullable(String))"),
+        ("amount", "Nullable(Float64)"),
+        ("quantity", "Nullable(Int64)"),
+        ("units", "Nullable(Int64)"),
+        ("version", "UInt64"),
+    ),
+    # The sorting key is the row's identity for FINAL: a redelivered event is identical in
+    # every one of these columns, and region/time first keeps drill-down scans short.
+    order_by=("region", "channel", "type", "ts", "event_id"),
+    partition_by="toYYYYMM(ts)",
+)
+"""Every accepted event (deduplicated, not late): what drill-downs and A/B readouts read.
+Columns that do not apply to an event's type are NULL; ``units`` is a shipment's
+``codes``."""
+
+TABLES = {t.name: t for t in (KPI_MINUTE, ALERTS, DEAD_LETTERS, LATE_EVENTS, EVENTS)}

@@ -92,7 +92,7 @@ def test_identifiers_are_quoted(chdb_client) -> None:
     ensure_schema(chdb_client, odd)
     assert chdb_client.query(
         "SELECT count() FROM system.tables WHERE database = {db:String}", parameters={"db": odd}
-    ).result_rows == [(4,)]
+    ).result_rows == [(len(TABLES),)]
     assert quote_ident("a`b") == "`a\\`b`"
 
 

@@ -103,6 +103,48 @@ def test_kpis_equal_the_independent_ground_truth(replayed) -> None:
     assert_kpis_equal(query(dsn, KPI_SQL), truth)
 
 
+EVENTS_PER_MINUTE_SQL = (
+    "SELECT formatDateTime(toStartOfMinute(ts), '%Y-%m-%dT%H:%i:%S.000Z') AS window_start, "
+    "region, channel, countIf(type = 'scan') AS scans, "
+    "uniqExactIf(code_id, type = 'scan') AS unique_codes, "
+    "uniqExactIf(user_id, type = 'scan') AS scanners, "
+    "countIf(type = 'redemption') AS redemptions, countIf(type = 'order') AS orders, "
+    "toFloat64(ifNull(sumIf(amount, type = 'order'), 0)) AS revenue, uniqExactIf(user_id, type = 'order') AS buyers "
+    "FROM koxpulse.events FINAL WHERE type != 'shipment' "
+    "GROUP BY window_start, region, channel ORDER BY window_start, region, channel"
+)
+
+
+def test_the_events_table_holds_exactly_the_counted_events(replayed) -> None:
+    stream, dsn, _ = replayed
+    truth = [json.loads(line) for line in companion_paths(stream).truth.read_text().splitlines()]
+    fields = (
+        "window_start",
+        "region",
+        "channel",
+        "scans",
+        "unique_codes",
+        "scanners",
+        "redemptions",
+        "orders",
+        "revenue",
+        "buyers",
+    )
+    # minutes with only shipments have a kpi row of zeros and no row here
+    busy = [
+        {k: t[k] for k in fields} for t in truth if t["scans"] or t["redemptions"] or t["orders"]
+    ]
+    assert_kpis_equal(query(dsn, EVENTS_PER_MINUTE_SQL), busy)
+    ids = query(dsn, "SELECT count() AS n, uniqExact(event_id) AS u FROM koxpulse.events FINAL")
+    assert ids[0]["n"] == ids[0]["u"]
+    late = query(
+        dsn,
+        "SELECT count() AS n FROM koxpulse.events FINAL WHERE event_id IN "
+        "(SELECT event_id FROM koxpulse.late_events)",
+    )
+    assert late[0]["n"] == 0
+
+
 def test_every_invalid_line_gives_exactly_one_dead_letter_with_its_reason(replayed) -> None:
     stream, dsn, _ = replayed
     expected = json.loads(companion_paths(stream).expected.read_text())
@@ -147,12 +189,14 @@ def test_replaying_the_same_file_again_changes_nothing_under_final(replayed) -> 
         query(dsn, KPI_SQL),
         query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
         query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"),
+        query(dsn, "SELECT count() AS n FROM koxpulse.events FINAL"),
     )
     replay([stream], dsn)
     after = (
         query(dsn, KPI_SQL),
         query(dsn, "SELECT count() AS n FROM koxpulse.dead_letters FINAL"),
         query(dsn, "SELECT count() AS n FROM koxpulse.late_events FINAL"),
+        query(dsn, "SELECT count() AS n FROM koxpulse.events FINAL"),
     )
     assert after == before
     raw = query(dsn, "SELECT count() AS n FROM koxpulse.kpi_minute")
