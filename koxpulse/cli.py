@@ -79,8 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         "kafka_bootstrap",
         "kafka_topics",
         "kafka_group",
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password_file",
+        "kafka_ca",
+        "kafka_cert",
+        "kafka_key",
+        "kafka_hostname_check",
         "idle_exit",
         "idle_partition",
+        "recovery_dir",
+        "snapshot_interval",
+        "processes",
+        "addresses",
+        "process_id",
         "clickhouse",
         "database",
         "clickhouse_ca",
@@ -91,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "batch_lines",
         "sink_batch_rows",
         "sink_flush_interval",
+        "sink_retry_max",
+        "sink_backoff_max",
         "progress",
         "metrics_textfile",
         "store_events",
@@ -115,7 +130,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="events per second (default: as fast as possible)",
     )
-    _add_options(prod, "kafka_bootstrap")
+    _add_options(
+        prod,
+        "kafka_bootstrap",
+        "kafka_security_protocol",
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password_file",
+        "kafka_ca",
+        "kafka_cert",
+        "kafka_key",
+        "kafka_hostname_check",
+    )
+
+    rec = sub.add_parser(
+        "recovery",
+        help="manage the Bytewax recovery store",
+        description="A recovery store lets a killed or stopped run resume from its last "
+        "snapshot with exact results. Create it once, then pass --recovery-dir to `run`.",
+    )
+    rec_sub = rec.add_subparsers(dest="recovery_command", metavar="ACTION", parser_class=_Parser)
+    rec_sub.required = True
+    rec_init = rec_sub.add_parser("init", help="create an empty recovery store")
+    rec_init.add_argument(
+        "--partitions",
+        type=_typed(_positive_int, "--partitions"),
+        default=1,
+        help="number of store partitions (at least one; more spread snapshot writes)",
+    )
+    _add_options(rec_init, "recovery_dir")
 
     query = sub.add_parser(
         "query",
@@ -190,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -210,10 +260,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.getLogger().setLevel(settings.log_level.upper())
     result = replay(settings)
+    if result.stopped:
+        print("koxpulse run: stopped; sinks flushed", file=sys.stderr)
+        return 0
     if args.summary:
         from koxpulse.summary import print_summary
 
         print_summary(settings, result)
+    return 0
+
+
+def _cmd_recovery(args: argparse.Namespace) -> int:
+    from bytewax.recovery import init_db_dir
+
+    settings = _settings(args)
+    if not settings.recovery_dir:
+        raise ConfigError("give --recovery-dir DIR (or KOXPULSE_RECOVERY_DIR)")
+    path = Path(settings.recovery_dir)
+    if path.is_dir() and any(path.glob("part-*.sqlite3")):
+        raise ConfigError(f"recovery store {path} already exists; remove it to start over")
+    path.mkdir(parents=True, exist_ok=True)
+    count = args.partitions
+    init_db_dir(path, count)
+    print(f"recovery store {path}: {count} partition{'s' if count > 1 else ''}")
     return 0
 
 
@@ -351,6 +420,7 @@ COMMANDS = {
     "run": _cmd_run,
     "query": _cmd_query,
     "produce": _cmd_produce,
+    "recovery": _cmd_recovery,
     "simulate": _cmd_simulate,
     "evaluate": _cmd_evaluate,
     "nab": _cmd_nab,

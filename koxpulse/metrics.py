@@ -53,6 +53,19 @@ class Metrics:
             registry=r,
         )
 
+        self.sink_errors = Counter(
+            "koxpulse_sink_errors",
+            "Failed ClickHouse writes (each is retried with backoff)",
+            ["table"],
+            registry=r,
+        )
+        self.sink_up = Gauge(
+            "koxpulse_sink_up",
+            "1 while ClickHouse takes writes, 0 while writes are failing and being retried",
+            registry=r,
+        )
+        self.sink_up.set(1)
+
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """Current value of a sample (0 when absent), for summaries and tests."""
         v = self.registry.get_sample_value(name, labels or {})

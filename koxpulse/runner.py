@@ -1,14 +1,29 @@
-"""Run the dataflow for a replay: connect sinks first, run Bytewax, report what happened."""
+"""Run the dataflow: connect sinks first, run Bytewax, report what happened.
+
+One process runs the flow with ``run_main``; ``--processes N`` starts N such
+processes that form one Bytewax cluster (see :mod:`koxpulse.cluster`), and
+``--addresses`` with ``--process-id`` makes this process one member of a cluster
+that spans hosts. With ``--recovery-dir`` every epoch ends in a snapshot of the
+source offsets and the operators' state, so a run that was killed resumes where
+its last snapshot left off; sinks replace rows by version, so what is re-emitted
+after the resume converges under ``FINAL``.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from bytewax.testing import run_main
+from bytewax.recovery import RecoveryConfig
+from bytewax.testing import cluster_main, run_main
 
 from flows.kpi_flow import build_flow
 from koxpulse.errors import ConfigError, KoxpulseError
@@ -20,7 +35,7 @@ from koxpulse.sources.files import FileSource, check_inputs
 from koxpulse.sources.kafka import KafkaSource, list_partitions
 from koxpulse.stages import Stages
 from sinks.bytewax_sink import ClickHouseSink
-from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter
+from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, RetryPolicy
 from sinks.kafka import KafkaTopicSink, alert_messages, dead_letter_messages
 
 log = logging.getLogger(__name__)
@@ -35,6 +50,7 @@ class RunResult:
     late: int
     kpi_rows: int
     seconds: float
+    stopped: bool = False  # ended by SIGTERM/SIGINT rather than at the end of input
 
 
 def clickhouse_target(settings: Settings) -> ClickHouseTarget:
@@ -43,33 +59,90 @@ def clickhouse_target(settings: Settings) -> ClickHouseTarget:
     )
 
 
-def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
-    """Run the dataflow over the input files (or Kafka) into ClickHouse, flushing at the end."""
-    metrics = metrics or Metrics()
-    clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
-    source: FileSource | KafkaSource
+def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    """The recovery store, checked: a missing or empty one is a usage error, not a crash."""
+    if not settings.recovery_dir:
+        return None
+    path = Path(settings.recovery_dir)
+    if not path.is_dir() or not any(path.glob("part-*.sqlite3")):
+        raise ConfigError(
+            f"recovery store {path} is not initialised: run "
+            f"`koxpulse recovery init --recovery-dir {path}` first"
+        )
+    return RecoveryConfig(path)
+
+
+def source_partitions(settings: Settings) -> list[str]:
+    """Ids of every source partition; checks inputs (files exist, Kafka is reachable)."""
     if settings.kafka_bootstrap:
         if settings.input:
             raise ConfigError("give either --input files or --kafka, not both")
-        config = consumer_config(settings)
-        paths = list_partitions(config, settings.kafka_topics)
+        return list_partitions(consumer_config(settings), settings.kafka_topics)
+    return check_inputs(settings.input)
+
+
+def prepare_clickhouse(settings: Settings) -> None:
+    """Connect once, create the schema, disconnect: a bad DSN fails before any work."""
+    writer = ClickHouseWriter(clickhouse_target(settings))
+    try:
+        _ = writer.client
+    finally:
+        writer.close()
+
+
+def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
+    """Run the dataflow over the input files (or Kafka) into ClickHouse, flushing at the end."""
+    if settings.processes > 1 and not settings.addresses:
+        from koxpulse.cluster import run_local_cluster
+
+        return run_local_cluster(settings)
+    metrics = metrics or Metrics()
+    clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
+    recovery = recovery_config(settings)
+    addresses = [a for a in settings.addresses.split(";") if a] if settings.addresses else []
+    if addresses and settings.process_id >= len(addresses):
+        raise ConfigError(
+            f"--process-id {settings.process_id} is not an index into --addresses "
+            f"({len(addresses)} addresses)"
+        )
+    paths = source_partitions(settings)
+    source: FileSource | KafkaSource
+    if settings.kafka_bootstrap:
         source = KafkaSource(
-            config,
+            consumer_config(settings),
             paths,
             batch_size=settings.batch_lines,
             idle_exit_s=settings.idle_exit or None,
             idle_partition_s=settings.idle_partition,
             clock_ms=clock_ms,
         )
+        if recovery is None:
+            log.warning(
+                "Kafka without --recovery-dir: a restart loses the windows that were open "
+                "(their minutes would be counted short); use a recovery store in production"
+            )
     else:
-        paths = check_inputs(settings.input)
         source = FileSource(paths, batch_lines=settings.batch_lines, clock_ms=clock_ms)
+
+    def failed(table: str, _reason: str) -> None:
+        metrics.sink_errors.labels(table=table).inc()
+        metrics.sink_up.set(0)
+
     writer = ClickHouseWriter(
         clickhouse_target(settings),
         batch_rows=settings.sink_batch_rows,
         flush_interval_s=settings.sink_flush_interval,
+        retry=RetryPolicy(
+            max_total_s=settings.sink_retry_max, max_backoff_s=settings.sink_backoff_max
+        ),
+        on_failure=failed,
+        on_recovered=lambda: metrics.sink_up.set(1),
     )
-    _ = writer.client  # connect and create tables now: a bad DSN fails before any work
+    owns_sink = settings.process_id == 0
+    if owns_sink:
+        # Connect and create tables now, on the main thread: a bad DSN fails before any
+        # work. In a cluster only process 0 owns the sink (embedded chDB allows one process).
+        _ = writer.client
     stages = Stages(settings, metrics, expected_partitions=paths)
     topics: dict[str, Any] = {}
     if settings.kafka_bootstrap:
@@ -78,12 +151,26 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
             out_config, "kox.dead_letters", dead_letter_messages
         )
         topics["alert_topic"] = KafkaTopicSink(out_config, "kox.alerts", alert_messages)
-    flow = build_flow(source, stages, ClickHouseSink(writer), **topics)
+    flow = build_flow(source, stages, ClickHouseSink(writer, local=owns_sink), **topics)
+    epoch = timedelta(seconds=settings.snapshot_interval)
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()
+    stopped = False
     try:
-        with progress:
-            run_main(flow)
+        with progress, _stop_on_sigterm():
+            if addresses:
+                cluster_main(
+                    flow,
+                    addresses,
+                    settings.process_id,
+                    epoch_interval=epoch,
+                    recovery_config=recovery,
+                )
+            else:
+                run_main(flow, epoch_interval=epoch, recovery_config=recovery)
+    except KeyboardInterrupt:
+        stopped = True
+        log.warning("stopped by signal; a resumed run continues from the last snapshot")
     except KoxpulseError:
         raise
     except Exception as exc:
@@ -93,7 +180,10 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     elapsed = time.monotonic() - started
     if settings.metrics_textfile:
         metrics.write_textfile(settings.metrics_textfile)
+    return result_from(metrics, elapsed, stopped=stopped)
 
+
+def result_from(metrics: Metrics, seconds: float, *, stopped: bool = False) -> RunResult:
     def events(outcome: str) -> int:
         return int(metrics.total("koxpulse_events_total", outcome=outcome))
 
@@ -104,8 +194,27 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
         duplicates=events("duplicate"),
         late=events("late"),
         kpi_rows=int(metrics.value("koxpulse_kpi_rows_total")),
-        seconds=elapsed,
+        seconds=seconds,
+        stopped=stopped,
     )
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops the run like Ctrl-C: Bytewax unwinds, the sinks flush on the way out."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. a test running the flow in a thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _root_message(exc: BaseException) -> str:

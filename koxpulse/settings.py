@@ -47,6 +47,20 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a number > 0")
+    return value
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -107,6 +121,77 @@ OPTIONS: tuple[Option, ...] = (
         10.0,
         "Seconds without messages after which a partition no longer holds windows open",
         _non_negative_float,
+    ),
+    Option(
+        "kafka_security_protocol",
+        "--kafka-security-protocol",
+        "PLAINTEXT",
+        "Kafka security: PLAINTEXT, SSL, SASL_SSL (or SASL_PLAINTEXT, only when asked for); "
+        "never downgraded",
+        _choice("PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"),
+    ),
+    Option(
+        "kafka_sasl_mechanism",
+        "--kafka-sasl-mechanism",
+        "SCRAM-SHA-512",
+        "Kafka SASL mechanism: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN",
+        _choice("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"),
+    ),
+    Option("kafka_sasl_username", "--kafka-sasl-username", "", "Kafka SASL user name"),
+    Option(
+        "kafka_sasl_password_file",
+        "--kafka-sasl-password-file",
+        "",
+        "File holding the Kafka SASL password (never given on the command line)",
+    ),
+    Option(
+        "kafka_ca",
+        "--kafka-ca",
+        "",
+        "CA bundle that signs the Kafka brokers' certificates (system CAs when empty)",
+    ),
+    Option("kafka_cert", "--kafka-cert", "", "Client certificate for Kafka mutual TLS (PEM file)"),
+    Option("kafka_key", "--kafka-key", "", "Private key of the Kafka client certificate"),
+    Option(
+        "kafka_hostname_check",
+        "--kafka-hostname-check",
+        True,
+        "Verify that a Kafka broker's certificate names its host: on or off",
+        _on_off,
+    ),
+    Option(
+        "recovery_dir",
+        "--recovery-dir",
+        "",
+        "Bytewax recovery store (made by `koxpulse recovery init`); a restarted run resumes "
+        "from its last snapshot",
+    ),
+    Option(
+        "snapshot_interval",
+        "--snapshot-interval",
+        10.0,
+        "Seconds between recovery snapshots (Bytewax epoch length)",
+        _positive_float,
+    ),
+    Option(
+        "processes",
+        "--processes",
+        1,
+        "Run the dataflow as this many cooperating processes on this machine",
+        _positive_int,
+    ),
+    Option(
+        "addresses",
+        "--addresses",
+        "",
+        "Every process of a multi-host cluster as HOST:PORT;HOST:PORT (same list everywhere)",
+    ),
+    Option(
+        "process_id",
+        "--process-id",
+        0,
+        "This process's index in --addresses",
+        _non_negative_int,
     ),
     Option(
         "clickhouse",
@@ -176,6 +261,20 @@ OPTIONS: tuple[Option, ...] = (
         2.0,
         "Seconds a buffered row may wait before it is written",
         _non_negative_float,
+    ),
+    Option(
+        "sink_retry_max",
+        "--sink-retry-max",
+        0.0,
+        "Seconds a failing ClickHouse write is retried before the run stops (0: until it works)",
+        _non_negative_float,
+    ),
+    Option(
+        "sink_backoff_max",
+        "--sink-backoff-max",
+        30.0,
+        "Longest wait between ClickHouse write retries (seconds; backoff doubles up to it)",
+        _positive_float,
     ),
     Option(
         "progress",
@@ -308,6 +407,19 @@ class Settings:
     kafka_group: str = "koxpulse"
     idle_exit: float = 0.0
     idle_partition: float = 10.0
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password_file: str = ""
+    kafka_ca: str = ""
+    kafka_cert: str = ""
+    kafka_key: str = ""
+    kafka_hostname_check: bool = True
+    recovery_dir: str = ""
+    snapshot_interval: float = 10.0
+    processes: int = 1
+    addresses: str = ""
+    process_id: int = 0
     clickhouse: str = "chdb://./data/chdb"
     database: str = "koxpulse"
     clickhouse_ca: str = ""
@@ -318,6 +430,8 @@ class Settings:
     batch_lines: int = 2000
     sink_batch_rows: int = 50_000
     sink_flush_interval: float = 2.0
+    sink_retry_max: float = 0.0
+    sink_backoff_max: float = 30.0
     progress: str = "auto"
     metrics_textfile: str = ""
     store_events: bool = True

@@ -33,13 +33,20 @@ class _WriterPartition(StatefulSinkPartition[TableRows, None]):
 
 
 class ClickHouseSink(FixedPartitionedSink[TableRows, None]):
-    """Takes ``(key, (table, rows))`` items; the key is ignored (one partition)."""
+    """Takes ``(key, (table, rows))`` items; the key is ignored (one partition).
 
-    def __init__(self, writer: ClickHouseWriter) -> None:
+    ``local`` says whether this process may own the partition: Bytewax gives a
+    partition to one of the workers that list it, so in a cluster only the process
+    that opened the (embedded) database lists it, and every other process sends
+    its rows there.
+    """
+
+    def __init__(self, writer: ClickHouseWriter, *, local: bool = True) -> None:
         self._writer = writer
+        self._local = local
 
     def list_parts(self) -> list[str]:
-        return ["clickhouse"]
+        return ["clickhouse"] if self._local else []
 
     def part_fn(self, item_key: str) -> int:
         return 0

@@ -8,8 +8,10 @@ every table replaces rows by version, which makes re-writing a batch harmless.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -116,11 +118,32 @@ def ensure_schema(client: Client, database: str) -> None:
         client.command(table.create_sql(database))
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long and how often a failing write is retried.
+
+    While a write is retried the dataflow waits for it: nothing more is read, so
+    memory stays bounded (back-pressure) and no row is dropped. ``max_total_s = 0``
+    retries until ClickHouse takes the rows again.
+    """
+
+    max_total_s: float = 0.0
+    initial_s: float = 0.5
+    max_backoff_s: float = 30.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        base = min(self.max_backoff_s, self.initial_s * 2**attempt)
+        return base * (1 + self.jitter * rng.uniform(-1, 1))
+
+
 class ClickHouseWriter:
     """Buffers rows per table and inserts them in batches by size and age.
 
     ``flush`` must run before a recovery snapshot is committed, so that a
-    snapshot never covers rows that only lived in this buffer.
+    snapshot never covers rows that only lived in this buffer. A failing insert is
+    retried with exponential backoff and jitter (see :class:`RetryPolicy`); every
+    failure is logged and reported to ``on_failure``, the recovery to ``on_recovered``.
     """
 
     def __init__(
@@ -131,8 +154,19 @@ class ClickHouseWriter:
         flush_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         client: Client | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.target = target
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random(0)
+        self._on_failure = on_failure
+        self._on_recovered = on_recovered
+        self.failures = 0
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
         self._clock = clock
@@ -170,33 +204,55 @@ class ClickHouseWriter:
         ):
             self.flush()
 
+    @property
+    def buffered_rows(self) -> int:
+        return self._buffered
+
     def flush(self) -> None:
         """Write every buffered table; a table leaves the buffer only once it is written,
         so a failed flush can be retried without losing rows (re-written ones replace)."""
-        client = self.client
         for table in list(self._buffers):
             rows = self._buffers[table]
             if rows:
                 names = list(TABLES[table].column_names)
-                self._insert(table, len(rows), partial(_insert_rows, client, rows, names))
+                self._insert(table, len(rows), partial(_insert_rows, rows=rows, names=names))
             self._buffered -= len(self._buffers.pop(table))
         for table in list(self._arrow):
             parts = self._arrow[table]
             block = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-            self._insert(table, block.num_rows, partial(_insert_arrow, client, block))
+            self._insert(table, block.num_rows, partial(_insert_arrow, block=block))
             del self._arrow[table]
             self._buffered -= block.num_rows
         self._oldest = None
 
-    def _insert(self, table: str, n: int, do: Callable[[str], object]) -> None:
-        try:
-            do(f"{quote_ident(self.target.database)}.{quote_ident(table)}")
-        except Exception as exc:
-            first = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            raise SinkError(
-                f"ClickHouse insert of {n} rows into {table} at "
-                f"{self.target.redacted} failed: {first}"
-            ) from exc
+    def _insert(self, table: str, n: int, do: Callable[..., object]) -> None:
+        """One insert, retried until it succeeds or the retry policy gives up."""
+        attempt = 0
+        started = self._clock()
+        while True:
+            try:
+                do(self.client, f"{quote_ident(self.target.database)}.{quote_ident(table)}")
+                break
+            except Exception as exc:
+                error = _sink_error(exc, n, table, self.target)
+                self.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure(table, str(error))
+                waited = self._clock() - started
+                if self.retry.max_total_s and waited >= self.retry.max_total_s:
+                    raise error from exc
+                delay = self.retry.delay(attempt, self._rng)
+                log.warning("%s; retry %d in %.1f s", error, attempt + 1, delay)
+                if self.target.embedded_path is None and self._client is not None:
+                    # a server may have restarted: start over with a fresh connection
+                    with contextlib.suppress(Exception):
+                        self._client.close()
+                    self._client = None
+                self._sleep(delay)
+                attempt += 1
+        if attempt and self._on_recovered is not None:
+            log.warning("ClickHouse at %s takes writes again", self.target.redacted)
+            self._on_recovered()
         self.rows_written[table] = self.rows_written.get(table, 0) + n
 
     def close(self) -> None:
@@ -208,11 +264,24 @@ class ClickHouseWriter:
                 self._client = None
 
 
-def _insert_rows(client: Client, rows: Sequence[Sequence[Any]], names: list[str], to: str) -> None:
+def _sink_error(exc: BaseException, n: int, table: str, target: ClickHouseTarget) -> SinkError:
+    if isinstance(exc, SinkError):  # e.g. the reconnect failed: already names the DSN
+        return exc
+    first = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    if target.password:
+        first = first.replace(target.password, "***")
+    return SinkError(
+        f"ClickHouse insert of {n} rows into {table} at {target.redacted} failed: {first}"
+    )
+
+
+def _insert_rows(
+    client: Client, to: str, *, rows: Sequence[Sequence[Any]], names: list[str]
+) -> None:
     client.insert(to, rows, column_names=names)
 
 
-def _insert_arrow(client: Client, block: pa.Table, to: str) -> None:
+def _insert_arrow(client: Client, to: str, *, block: pa.Table) -> None:
     data = _arrow_stream(block)
     client.raw_insert(to, list(block.column_names), insert_block=data, fmt="ArrowStream")
 

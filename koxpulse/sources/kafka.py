@@ -29,13 +29,24 @@ KafkaState = int  # offset of the next message to read
 def list_partitions(
     config: Mapping[str, Any], topics: Sequence[str], timeout: float = 10.0
 ) -> list[str]:
-    """``topic:partition`` ids of every partition of ``topics``; fails clearly when unreachable."""
-    consumer = Consumer(dict(config))
+    """``topic:partition`` ids of every partition of ``topics``; fails clearly when unreachable.
+
+    librdkafka retries a failing connection forever and only logs why; the reason
+    (refused, TLS handshake, authentication) is caught here so that a wrong CA or a
+    broker without TLS stops the run at once with that reason.
+    """
+    reasons: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        reasons.append(err.str())
+
+    consumer = Consumer({**config, "error_cb": on_error})
     try:
         md = consumer.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ConfigError(
-            f"cannot reach Kafka at {config.get('bootstrap.servers')}: {exc.args[0]}"
+            f"cannot reach Kafka at {config.get('bootstrap.servers')}: "
+            f"{_best_reason(reasons) or exc.args[0]}"
         ) from exc
     finally:
         consumer.close()
@@ -48,6 +59,15 @@ def list_partitions(
             )
         parts.extend(f"{topic}:{p}" for p in sorted(meta.partitions))
     return parts
+
+
+def _best_reason(reasons: list[str]) -> str:
+    """The most telling of librdkafka's errors: TLS and SASL failures before generic ones."""
+    for word in ("SSL", "certificate", "SASL", "uthentication"):
+        for r in reasons:
+            if word in r:
+                return r
+    return reasons[-1] if reasons else ""
 
 
 class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
