@@ -108,8 +108,34 @@ class AlertTracker:
     open: dict[tuple[str, str, str, str], Alert] = field(default_factory=dict)
     last_seen: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
 
+    def observe_all(self, obs: Observation) -> list[Alert]:
+        """Record an observation; returns the rows it changes: the alert when it is new or
+        materially changed, preceded by the resolution of the entity's previous incident
+        when that one had been quiet for ``quiet_ms`` before this observation.
+
+        Whether an observation continues an incident depends only on event times, never
+        on when :meth:`advance` happened to run, so the same observations give the same
+        alerts however a run was batched, partitioned or resumed.
+        """
+        out: list[Alert] = []
+        key = (obs.kind, obs.entity_type, obs.entity_id, obs.region)
+        last = self.last_seen.get(key)
+        if last is not None and obs.t - last >= self.quiet_ms:
+            previous = self.open.pop(key, None)
+            del self.last_seen[key]
+            if previous is not None:
+                out.append(replace(previous, status="resolved", ends_at=last + self.quiet_ms))
+        alert = self.observe(obs)
+        if alert is not None:
+            out.append(alert)
+        return out
+
     def observe(self, obs: Observation) -> Alert | None:
-        """Record an observation; returns the alert when it is new or materially changed."""
+        """Record an observation; returns the alert when it is new or materially changed.
+
+        Use :meth:`observe_all` in a pipeline: this one leaves splitting incidents by
+        quiet periods to :meth:`advance`.
+        """
         key = (obs.kind, obs.entity_type, obs.entity_id, obs.region)
         current = self.open.get(key)
         self.last_seen[key] = max(self.last_seen.get(key, obs.t), obs.t)

@@ -20,11 +20,12 @@ from detectors.fraud import FraudDetectors, FraudParams
 from detectors.high_scan_low_redemption import HighScanLowRedemption, HslrVerdict
 from detectors.seasonal_robust import SeasonalRobustDetector
 from koxpulse.alerts import Alert, AlertTracker, Observation
-from koxpulse.events import Redemption, Scan
+from koxpulse.events import AnyEvent, Redemption, Scan
 from koxpulse.kpi import KpiOutput, KpiRow
-from koxpulse.timeutil import ms_to_datetime, ms_to_iso
+from koxpulse.timeutil import MINUTE_MS, ms_to_datetime, ms_to_iso
 
 BUCKET_MS = 600_000
+_ORDER = lambda item: (item[1], item[0].event_id)  # noqa: E731
 HOUR_MS = 3_600_000
 HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
@@ -153,23 +154,51 @@ class Detection:
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
         self.recent: dict[tuple[str, str], deque[_Bucket]] = {}
         self.buckets: dict[int, dict[tuple[str, str], _Bucket]] = {}
-        self.keys: set[tuple[str, str]] = set()
+        # region × channel -> first bucket with a row: a series starts there, so a key is
+        # never judged for buckets before it existed, however far ahead rows have arrived
+        self.keys: dict[tuple[str, str], int] = {}
         self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
         self.outlets: dict[tuple[str, str, str], int] = {}  # outlet key -> last bucket seen
         self.next_bucket: int | None = None
+        # accepted events by minute, until the minute closes (see process)
+        self.pending: dict[int, list[tuple[AnyEvent, int]]] = {}
 
     # -- entry point ---------------------------------------------------------------------
 
     def process(self, out: KpiOutput) -> list[Alert]:
+        """Fraud detectors see each minute's events once the minute is final, in event-time
+        order (ties by event id): the same events then give the same alerts however they were
+        spread over partitions or interleaved, and after a resume as in a run that never
+        stopped. An alert's ``starts_at`` is the event time of its evidence, so waiting for
+        the minute to close does not move it."""
         alerts: list[Alert] = []
-        observe = self.tracker.observe
+        observe = self.tracker.observe_all
+        pending = self.pending
+        for ev, t in out.accepted:
+            m = t - t % MINUTE_MS
+            bucket = pending.get(m)
+            if bucket is None:
+                bucket = pending[m] = []
+            bucket.append((ev, t))
+        closed = out.closed_through
+        if closed is not None and pending:
+            for m in sorted(k for k in pending if k + MINUTE_MS <= closed):
+                self._judge_events(sorted(pending.pop(m), key=_ORDER), alerts)
+        for row in out.rows:
+            self._add_row(row)
+        if closed is not None and closed < 2**61:
+            for obs in self._complete_buckets(closed):
+                alerts.extend(observe(obs))
+            alerts.extend(self.tracker.advance(closed))
+        return alerts
+
+    def _judge_events(self, events: list[tuple[AnyEvent, int]], alerts: list[Alert]) -> None:
+        observe = self.tracker.observe_all
         update = self.fraud.update
         outlet_buckets = self.outlet_buckets
-        for ev, t in out.accepted:
+        for ev, t in events:
             for obs in update(ev, t):
-                a = observe(obs)
-                if a is not None:
-                    alerts.append(a)
+                alerts.extend(observe(obs))
             cls = ev.__class__
             if (cls is Scan or cls is Redemption) and ev.outlet_id:  # type: ignore[union-attr]
                 b = t - t % BUCKET_MS
@@ -178,15 +207,6 @@ class Detection:
                 if slot is None:
                     slot = outlet_buckets[b][key] = [0, 0]
                 slot[0 if cls is Scan else 1] += 1
-        for row in out.rows:
-            self._add_row(row)
-        if out.closed_through is not None and out.closed_through < 2**61:
-            for obs in self._complete_buckets(out.closed_through):
-                a = observe(obs)
-                if a is not None:
-                    alerts.append(a)
-            alerts.extend(self.tracker.advance(out.closed_through))
-        return alerts
 
     # -- KPI buckets -----------------------------------------------------------------------
 
@@ -194,7 +214,9 @@ class Detection:
         minute, region, channel = row[0], row[1], row[2]
         b = minute - minute % BUCKET_MS
         key = (region, channel)
-        self.keys.add(key)
+        since = self.keys.get(key)
+        if since is None or b < since:
+            self.keys[key] = b
         bucket = self.buckets.setdefault(b, {}).get(key)
         if bucket is None:
             bucket = self.buckets[b][key] = _Bucket()
@@ -213,7 +235,7 @@ class Detection:
         b = self.next_bucket
         while b + BUCKET_MS <= closed_through:
             per_key = self.buckets.pop(b, {})
-            for key in sorted(self.keys):
+            for key in sorted(k for k, since in self.keys.items() if since <= b):
                 obs.extend(self._judge_key(key, b, per_key.get(key) or _Bucket()))
             outlets = self.outlet_buckets.pop(b, {})
             for okey in sorted(outlets):

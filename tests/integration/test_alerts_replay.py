@@ -97,3 +97,42 @@ def test_summaries_in_simplified_chinese(streams) -> None:
     )
     assert alerts
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in a["summary"]) for a in alerts)
+
+
+def split_like_kafka(src: Path, whole: Path, parts: list[Path]) -> None:
+    """Spread lines over files the way ``koxpulse produce`` spreads them over partitions
+    (by event id), dropping the deliberately late events: lateness is judged per partition.
+    ``whole`` gets the same lines in their original order."""
+    import gzip
+    import zlib
+
+    late = set(json.loads(companion_paths(src).expected.read_text())["late_event_ids"])
+    outs = [p.open("wb") for p in parts]
+    everything = whole.open("wb")
+    try:
+        with gzip.open(src, "rb") as f:
+            for line in f:
+                try:
+                    eid = json.loads(line).get("event_id")
+                except (ValueError, AttributeError):
+                    eid = None
+                if eid in late:
+                    continue
+                key = str(eid).encode()
+                outs[zlib.crc32(key) % len(outs)].write(line)
+                everything.write(line)
+    finally:
+        for o in [*outs, everything]:
+            o.close()
+
+
+def test_alerts_do_not_depend_on_partitioning_or_batching(streams) -> None:
+    d: Path = streams["dir"]
+    parts = [d / f"part-{i}.jsonl" for i in range(3)]
+    whole = d / "whole.jsonl"
+    split_like_kafka(streams["labelled"], whole, parts)
+    one = replay_alerts(whole, f"chdb://{d / 'ch-whole'}")
+    args = [a for p in parts[1:] for a in ("--input", str(p))]
+    three = replay_alerts(parts[0], f"chdb://{d / 'ch-parts'}", *args, "--batch-lines", "97")
+    assert len(one) >= 8
+    assert three == one
