@@ -7,6 +7,7 @@ own create it with :func:`create_topic`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -48,8 +49,9 @@ def create_topic(broker: str, topic: str, partitions: int = 3) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def broker() -> Iterator[str]:
+@contextlib.contextmanager
+def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[str]:
+    """A broker on a free port with ``topics`` (3 partitions each); yields HOST:PORT."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -77,9 +79,23 @@ def broker() -> Iterator[str]:
                     raise
                 time.sleep(0.1)
         address = f"127.0.0.1:{port}"
-        for topic in TOPICS + OUTPUT_TOPICS:
+        for topic in topics:
             create_topic(address, topic)
         yield address
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[str]:
+    """One broker shared by the tests that only read topics of their own."""
+    with tansu() as address:
+        yield address
+
+
+@pytest.fixture
+def fresh_broker() -> Iterator[str]:
+    """A broker of this test's own, with empty contract topics."""
+    with tansu() as address:
+        yield address

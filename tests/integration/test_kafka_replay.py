@@ -14,6 +14,7 @@ from pathlib import Path
 from koxpulse.simulator import companion_paths, simulate
 from tests.conftest import run_cli
 from tests.integration.conftest import TOPICS, free_port
+from tests.integration.tables import read_tables
 from tests.integration.test_replay_exact import KPI_SQL, assert_kpis_equal, query
 
 
@@ -35,7 +36,7 @@ def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
     broker: str, tmp_path: Path
 ) -> None:
     stream = tmp_path / "s.jsonl"
-    simulate(stream, hours=6, seed=4, scale=0.1)
+    simulate(stream, hours=6, seed=4, scale=0.1, incidents=True)
     sent = tmp_path / "sent.jsonl"
     without_late_events(stream, sent)
     proc = run_cli("produce", "--input", str(sent), "--kafka", broker)
@@ -53,8 +54,6 @@ def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
         "600",
         "--clickhouse",
         dsn,
-        "--detectors",
-        "off",
         "--metrics-textfile",
         str(tmp_path / "metrics.prom"),
         timeout=300,
@@ -66,6 +65,14 @@ def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
     assert "koxpulse_late_events_total 0.0" in metrics, metrics
     truth = [json.loads(x) for x in companion_paths(stream).truth.read_text().splitlines()]
     assert_kpis_equal(query(dsn, KPI_SQL), truth)
+    # the same stream replayed from a file gives the same KPIs, alerts and events
+    file_dsn = f"chdb://{tmp_path / 'file'}"
+    proc = run_cli("run", "--input", str(sent), "--clickhouse", file_dsn)
+    assert proc.returncode == 0, proc.stderr
+    names = ("kpi_minute", "alerts", "late_events", "events")
+    from_kafka, from_file = read_tables(dsn, names), read_tables(file_dsn, names)
+    assert from_file["alerts"], "the labelled stream should raise alerts"
+    assert from_kafka == from_file
     expected = json.loads(companion_paths(stream).expected.read_text())
     dead = query(dsn, "SELECT source, position, reason_code FROM koxpulse.dead_letters FINAL")
     assert len(dead) == len(expected["invalid"])
