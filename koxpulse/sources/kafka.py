@@ -12,6 +12,7 @@ or at the earliest message when the group has none (contract §1).
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -40,14 +41,31 @@ def list_partitions(
     def on_error(err: KafkaError) -> None:
         reasons.append(err.str())
 
-    consumer = Consumer({**config, "error_cb": on_error})
+    # librdkafka reports errors through callbacks that only poll() serves, so ask in short
+    # rounds and stop at the first security failure instead of waiting out the timeout.
+    setup_ms = max(1000, int(timeout * 800))
+    consumer = Consumer(
+        {
+            **config,
+            "error_cb": on_error,
+            "logger": _Capture(reasons, config.get("logger")),
+            "socket.connection.setup.timeout.ms": setup_ms,
+        }
+    )
+    deadline = time.monotonic() + timeout
     try:
-        md = consumer.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise ConfigError(
-            f"cannot reach Kafka at {config.get('bootstrap.servers')}: "
-            f"{_best_reason(reasons) or exc.args[0]}"
-        ) from exc
+        while True:
+            try:
+                md = consumer.list_topics(timeout=min(1.0, timeout))
+                break
+            except KafkaException as exc:
+                consumer.poll(0.1)
+                reason = _best_reason(reasons)
+                if _is_security(reason) or time.monotonic() >= deadline:
+                    raise ConfigError(
+                        f"cannot reach Kafka at {config.get('bootstrap.servers')}: "
+                        f"{_explain(reason or exc.args[0].str())}"
+                    ) from exc
     finally:
         consumer.close()
     parts: list[str] = []
@@ -61,13 +79,43 @@ def list_partitions(
     return parts
 
 
+class _Capture(logging.Logger):
+    """A librdkafka logger that keeps warnings (connection failures are only logged) and
+    passes every record on to the configured logger."""
+
+    def __init__(self, sink: list[str], forward: Any) -> None:
+        super().__init__("koxpulse.kafka.check")
+        self._sink = sink
+        self._forward = forward if isinstance(forward, logging.Logger) else None
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        text = str(msg) % args if args else str(msg)
+        if level >= logging.WARNING:
+            self._sink.append(text.rsplit("]: ", 1)[-1])  # drop librdkafka's thread prefix
+        if self._forward is not None:
+            self._forward.log(level, "%s", text)
+
+
+_SECURITY_WORDS = ("SSL", "certificate", "SASL", "uthentication")
+
+
 def _best_reason(reasons: list[str]) -> str:
     """The most telling of librdkafka's errors: TLS and SASL failures before generic ones."""
-    for word in ("SSL", "certificate", "SASL", "uthentication"):
-        for r in reasons:
+    for word in _SECURITY_WORDS:
+        for r in reversed(reasons):
             if word in r:
                 return r
     return reasons[-1] if reasons else ""
+
+
+def _is_security(reason: str) -> bool:
+    return any(w in reason for w in _SECURITY_WORDS)
+
+
+def _explain(reason: str) -> str:
+    if "SSL_HANDSHAKE" in reason:
+        return reason + " (the broker does not answer TLS: is this a TLS listener?)"
+    return reason
 
 
 class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):

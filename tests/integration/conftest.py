@@ -50,8 +50,13 @@ def create_topic(broker: str, topic: str, partitions: int = 3) -> None:
 
 
 @contextlib.contextmanager
-def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[str]:
-    """A broker on a free port with ``topics`` (3 partitions each); yields HOST:PORT."""
+def tansu(
+    topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS, advertised: str | None = None
+) -> Iterator[str]:
+    """A broker on a free port with ``topics`` (3 partitions each); yields HOST:PORT.
+
+    ``advertised`` (HOST:PORT) is the address it tells clients to use, e.g. a TLS proxy.
+    """
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -61,7 +66,7 @@ def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[str]:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{advertised}" if advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ],
