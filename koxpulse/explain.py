@@ -28,6 +28,7 @@ from koxpulse.timeutil import ms_to_iso
 from sinks.tables import quote_ident
 
 DIMENSIONS = ("outlet", "sku", "campaign", "device")
+_LABEL = {"outlet": "Outlet", "sku": "SKU", "campaign": "Campaign", "device": "Device"}
 METRICS = ("scans", "redemptions", "orders", "revenue", "redemption_rate")
 DRILLABLE_KINDS = ("kpi_anomaly", "high_scan_low_redemption")
 DEFAULT_BASELINE_DAYS = 7
@@ -212,7 +213,7 @@ class Explanation:
         share = f"{top.share_of_change:.0%}" if top.share_of_change is not None else "most"
         usual = f"{top.usual_share:.0%}" if top.usual_share is not None else "a small part"
         return (
-            f"{self.top_dimension.capitalize()} explains most of the move: {top.value} carries "
+            f"{_LABEL[self.top_dimension]} explains most of the move: {top.value} carries "
             f"{share} of the change in {self.metric} while it usually weighs {usual}."
         )
 

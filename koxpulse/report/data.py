@@ -184,6 +184,8 @@ def load(client: Client, database: str, since: str | None = None) -> ReportData:
 
 
 def _alerts(client: Client, db: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # A KPI detector fires at the end of the bucket it judged, which may lie past the newest
+    # minute: an hour of slack keeps the last buckets' alerts in the report.
     rows = _rows(
         client,
         "SELECT alert_id, kind, severity, status, region, channel, entity_type, entity_id, "
