@@ -12,7 +12,7 @@ DEMO_SCALE ?= 1.0
 DEMO_SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint typecheck unit integration bench venv clean
+.PHONY: run test lint typecheck unit integration bench venv clean tools dashboards
 
 venv: $(STAMP)
 
@@ -31,6 +31,21 @@ run: $(STAMP)
 	@echo
 	@echo "Alerts against the demo's labelled incidents:"
 	$(BIN)/koxpulse evaluate --labels $(DATA)/demo.labels.jsonl --clickhouse chdb://$(DATA)/chdb
+	@echo
+	$(BIN)/koxpulse report --out $(DATA)/report.html --clickhouse chdb://$(DATA)/chdb
+	@echo "Report: $(abspath $(DATA)/report.html)"
+
+# System tools the tests drive: headless Chromium (the HTML report) and promtool (PromQL
+# of the dashboards). Quick when present; installs the Debian packages when missing.
+tools:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
+	@command -v promtool >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+# Regenerate dashboards/json from the Python definitions (a test fails while they differ).
+dashboards: $(STAMP)
+	$(BIN)/koxpulse dashboards build
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,13 +54,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) tools
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) tools
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck
+test: lint typecheck tools
 	$(BIN)/pytest -q tests
 
 bench: $(STAMP)

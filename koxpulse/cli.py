@@ -40,6 +40,7 @@ def _add_options(p: argparse.ArgumentParser, *names: str) -> None:
     """Add settings flags; their values stay None unless given, so env and defaults apply."""
     for name in names:
         opt = OPTIONS_BY_FIELD.get(name) or TUNING_BY_FIELD[name]
+        assert not opt.secret, f"{opt.env} is environment-only: no flag may carry it"
         help_text = f"{opt.help} [env {opt.env}]"
         if name == "input":
             p.add_argument(opt.flag, dest=name, action="append", metavar="PATH", help=help_text)
@@ -228,6 +229,59 @@ def build_parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summary", help="print a summary of what is in ClickHouse")
     _add_options(summ, "clickhouse", "database", "clickhouse_ca")
 
+    dash = sub.add_parser(
+        "dashboards",
+        help="generate the Grafana dashboards, or push them to a Grafana server",
+        description="Dashboards are defined in Python (dashboards/) with Grafana's foundation "
+        "SDK. `build` writes their JSON, `check` fails when the committed JSON is stale, `push` "
+        "uploads them (same uid, overwrite) with the token from KOXPULSE_GRAFANA_TOKEN.",
+    )
+    dash_sub = dash.add_subparsers(dest="dash_command", metavar="ACTION", parser_class=_Parser)
+    dash_sub.required = True
+    dash_build = dash_sub.add_parser("build", help="write the dashboards' JSON")
+    dash_build.add_argument(
+        "--out", type=Path, default=None, help="directory (default: dashboards/json)"
+    )
+    dash_sub.add_parser("check", help="exit 1 when dashboards/json differs from the definitions")
+    dash_push = dash_sub.add_parser(
+        "push", help="upload the dashboards to Grafana (token from KOXPULSE_GRAFANA_TOKEN)"
+    )
+    _add_options(dash_push, "grafana_url")
+
+    ex = sub.add_parser(
+        "explain",
+        help="drill down into an alert: which outlets, SKUs, campaigns, devices moved the KPI",
+        description="For a kpi_anomaly or high_scan_low_redemption alert, compare the alert's "
+        "window with the same hours on previous days, per outlet, SKU, campaign and device, and "
+        "rank the values by their share of the change; say which dimension explains most of it. "
+        "For other kinds, print the alert's evidence.",
+    )
+    ex.add_argument("alert_id", help="the alert's id (alerts.alert_id)")
+    ex.add_argument("--format", choices=("table", "json"), default="table")
+    ex.add_argument(
+        "--baseline-days",
+        type=_typed(_positive_int, "--baseline-days"),
+        default=None,
+        help="previous days to compare with (default 7; days without data are skipped)",
+    )
+    _add_options(ex, "clickhouse", "database", "clickhouse_ca")
+
+    rep = sub.add_parser(
+        "report",
+        help="write a self-contained HTML report (charts, alerts, drill-downs, dead letters)",
+        description="One HTML file that opens without a network: KPI charts per region and "
+        "channel with alert markers, the alert list with summaries and drill-downs, and "
+        "dead-letter counts. Readable on a phone.",
+    )
+    rep.add_argument("--out", required=True, type=Path, help="output .html file")
+    rep.add_argument(
+        "--since",
+        default=None,
+        help="start of the report: a duration back from the newest data (36h, 7d) or an "
+        "RFC 3339 time (default: everything)",
+    )
+    _add_options(rep, "clickhouse", "database", "clickhouse_ca")
+
     st = sub.add_parser("settings", help="print the effective settings, or the README table")
     st.add_argument("--markdown", action="store_true", help="print the settings table")
     return parser
@@ -397,6 +451,72 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    if args.dash_command == "build":
+        from dashboards.build import JSON_DIR, write
+
+        for path in write(args.out or JSON_DIR):
+            print(path)
+        return 0
+    if args.dash_command == "check":
+        from dashboards.build import stale
+
+        bad = stale()
+        if bad:
+            print("stale dashboard JSON: " + ", ".join(bad) + " (run koxpulse dashboards build)")
+            return 1
+        print("dashboards/json is up to date")
+        return 0
+    from dashboards.push import push
+
+    settings = _settings(args)
+    for d in push(settings.grafana_url, settings.grafana_token):
+        version = f"version {d.version}" if d.version is not None else "saved"
+        print(f"{d.uid}: {d.title} ({version}) {d.url}".rstrip())
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from koxpulse.explain import DEFAULT_BASELINE_DAYS, explain, format_table
+    from koxpulse.runner import clickhouse_target
+    from sinks.clickhouse import connect
+
+    settings = _settings(args)
+    target = clickhouse_target(settings)
+    client = connect(target)
+    try:
+        result = explain(
+            client,
+            target.database,
+            args.alert_id,
+            baseline_days=args.baseline_days or DEFAULT_BASELINE_DAYS,
+        )
+    finally:
+        client.close()
+    if args.format == "json":
+        print(json.dumps(result.to_json(), ensure_ascii=False, sort_keys=True))
+    else:
+        sys.stdout.write(format_table(result))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from koxpulse.report import write_report
+
+    if not args.out.name.endswith((".html", ".htm")):
+        raise ConfigError(f"--out {args.out}: the file name must end in .html")
+    if not args.out.parent.exists():
+        raise ConfigError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    summary = write_report(_settings(args), args.out, since=args.since)
+    print(
+        f"wrote {args.out}: {summary.charts} charts, {summary.alerts} alerts, "
+        f"{summary.dead_letters:,} dead letters, {summary.size_bytes / 1024:,.0f} KiB"
+    )
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print(markdown_table())
@@ -408,6 +528,8 @@ def _cmd_settings(args: argparse.Namespace) -> int:
             from koxpulse.runner import clickhouse_target
 
             value = clickhouse_target(settings).redacted
+        elif OPTIONS_BY_FIELD[name].secret and value:
+            value = "***"
         print(f"{OPTIONS_BY_FIELD[name].env}={value}")
     return 0
 
@@ -425,6 +547,9 @@ COMMANDS = {
     "evaluate": _cmd_evaluate,
     "nab": _cmd_nab,
     "summary": _cmd_summary,
+    "dashboards": _cmd_dashboards,
+    "explain": _cmd_explain,
+    "report": _cmd_report,
     "settings": _cmd_settings,
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from koxpulse.errors import ConfigError
@@ -27,6 +27,7 @@ class Option:
     help: str
     parse: Callable[[str], Any] = str
     shown_default: str | None = None  # how the README shows a computed default
+    secret: bool = False  # environment only (no flag: argv shows in ps and shell history)
 
     @property
     def env(self) -> str:
@@ -304,6 +305,19 @@ OPTIONS: tuple[Option, ...] = (
         _on_off,
     ),
     Option(
+        "grafana_url",
+        "--grafana",
+        "",
+        "Grafana base URL for `koxpulse dashboards push`, e.g. http://grafana:3000",
+    ),
+    Option(
+        "grafana_token",
+        "",
+        "",
+        "Grafana service-account token for `koxpulse dashboards push` (environment only)",
+        secret=True,
+    ),
+    Option(
         "lang", "--lang", "en", "Language of alert summaries: en or zh-CN", _choice("en", "zh-CN")
     ),
     Option(
@@ -436,6 +450,8 @@ class Settings:
     metrics_textfile: str = ""
     store_events: bool = True
     detectors: bool = True
+    grafana_url: str = ""
+    grafana_token: str = field(default="", repr=False)
     lang: str = "en"
     log_level: str = "warning"
     tuning: tuple[tuple[str, Any], ...] = ()  # detector overrides: (option field, value)
@@ -508,5 +524,6 @@ def markdown_table() -> str:
         if isinstance(o.default, bool):
             default = "on" if o.default else "off"
         shown = f"`{default}`" if default else "(empty)"
-        lines.append(f"| `{o.env}` | `{o.flag}` | {shown} | {o.help} |")
+        flag = f"`{o.flag}`" if o.flag else "(none)"
+        lines.append(f"| `{o.env}` | {flag} | {shown} | {o.help} |")
     return "\n".join(lines)
