@@ -448,6 +448,8 @@ def _cmd_settings(args: argparse.Namespace) -> int:
             from koxpulse.runner import clickhouse_target
 
             value = clickhouse_target(settings).redacted
+        elif name == "ab_split":
+            value = ",".join(f"{k}={w:g}" for k, w in value) or "equal"
         print(f"{OPTIONS_BY_FIELD[name].env}={value}")
     return 0
 
