@@ -309,7 +309,10 @@ def _with_verdict(c: Comparison, design: Design, srm_ok: bool, n: int) -> Compar
             f"{amount(c.kind, a.estimate, signed=True)}{unit(c.kind)} {span} ({_fmt_p(h.p)})"
         )
     if c.cuped is not None and c.variance_reduction is not None:
-        what += f"; CUPED removed {c.variance_reduction:.0%} of the variance"
+        if c.variance_reduction >= 0.01:
+            what += f"; CUPED removed {c.variance_reduction:.0%} of the variance"
+        else:
+            what += "; pre-period activity explained almost none of the variance"
     seq = c.sequential
     seq_span = f"[{amount(c.kind, seq.low)}, {amount(c.kind, seq.high)}]"
     if not srm_ok:

@@ -114,6 +114,7 @@ def test_report_reads_back_the_effects_within_their_intervals(experiment) -> Non
                 assert _covers(rc, region["sample_effect"])
                 assert head["absolute"]["low"] > 0.05 and head["p"] < 1e-6
                 assert rc["final"] and "raises redemption rate" in rc["verdict"]
+    print(f"regional intervals missing the realised effect: {misses}")
     # 8 regional 95 % intervals: 3 or more misses has probability < 1 %
     assert len(misses) <= 2, misses
     assert len(REGIONS) == 8
