@@ -406,6 +406,10 @@ class Settings:
         return round(self.dedup_horizon * 1000)
 
 
+_EMPTY_IS_A_VALUE = frozenset({"ab_split"})
+"""Options whose parsed empty tuple is a choice (``--ab-split equal``), not "not given"."""
+
+
 def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings: a flag given on the command line wins over the environment, then defaults.
 
@@ -416,7 +420,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         given = flags.get(opt.field)
-        if given is not None and given != ():
+        if given is not None and (given != () or opt.field in _EMPTY_IS_A_VALUE):
             values[opt.field] = given
             continue
         raw = env.get(opt.env)

@@ -157,3 +157,16 @@ def test_experiment_specs() -> None:
     assert eff.delta[0][sd] == 0.1
     assert all(eff.delta[0][r] == 0.0 for r in range(len(REGIONS)) if r != sd)
     assert eff.delta[1] == [CAMPAIGNS[1].treatment_delta] * len(REGIONS)
+
+
+def test_split_setting() -> None:
+    from koxpulse.settings import load
+
+    env = {"KOXPULSE_AB_SPLIT": "control=2, treatment=1"}
+    assert load({}, env=env).ab_split == (("control", 2.0), ("treatment", 1.0))
+    assert load({}, env={}).ab_split == ()
+    # `--ab-split equal` on the command line wins over the environment
+    assert load({"ab_split": ()}, env=env).ab_split == ()
+    for bad in ("control", "control=0", "a=1,a=2", "=1"):
+        with pytest.raises(ConfigError, match="KOXPULSE_AB_SPLIT"):
+            load({}, env={"KOXPULSE_AB_SPLIT": bad})
