@@ -19,7 +19,6 @@ PLANNED: dict[str, Kind] = {
     "koxpulse_kafka_consumer_lag": "gauge",  # label: partition
     "koxpulse_window_emit_delay_seconds": "histogram",
     "koxpulse_sink_write_seconds": "histogram",  # label: table
-    "koxpulse_sink_errors_total": "counter",
     "koxpulse_alertmanager_sends_total": "counter",
     "koxpulse_alertmanager_failures_total": "counter",
     "koxpulse_alertmanager_dropped_total": "counter",

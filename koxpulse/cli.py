@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from koxpulse import __version__
 from koxpulse.errors import ConfigError, KoxpulseError
+from koxpulse.experiments.metrics import DEFAULT_METRICS, METRICS
 from koxpulse.settings import (
     OPTIONS_BY_FIELD,
     TUNING_BY_FIELD,
@@ -183,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--scale", type=_typed(_positive_float, "--scale"), default=1.0)
     sim.add_argument("--incidents", action="store_true", help="inject labelled incidents")
+    sim.add_argument(
+        "--experiment",
+        dest="experiments",
+        action="append",
+        type=_typed(_experiment_spec, "--experiment"),
+        metavar="CAMPAIGN:METRIC:EFFECT[:REGION]",
+        help="set the treatment's true effect (metric redemption_rate: absolute change of "
+        "the redemption probability) for a campaign, in every region or one; repeatable",
+    )
 
     ev = sub.add_parser(
         "evaluate",
@@ -224,6 +234,51 @@ def build_parser() -> argparse.ArgumentParser:
     nab_score.add_argument("--detector", default=None, help="detector directory to score")
     nab_score.add_argument(
         "--nab", type=Path, default=DEFAULT_NAB, help="NAB directory with labels/ and config/"
+    )
+
+    ab = sub.add_parser(
+        "ab",
+        help="A/B readouts of campaign experiments",
+        description="Read campaign experiments from ClickHouse (the ab_users view).",
+    )
+    ab_sub = ab.add_subparsers(dest="ab_command", metavar="ACTION", parser_class=_Parser)
+    ab_sub.required = True
+    rep = ab_sub.add_parser(
+        "report",
+        help="each variant against control: lifts, intervals, split check, verdicts",
+        description="Each variant against control for one campaign: users, metric means, "
+        "absolute and relative lift with intervals and p-values (CUPED-adjusted where users "
+        "have pre-period activity), a sample-ratio-mismatch check, an always-valid sequential "
+        "result that stays valid however often it is read, and a verdict in plain words.",
+    )
+    rep.add_argument("--campaign", required=True, help="campaign_id")
+    rep.add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        type=_typed(_metric_list, "--metric"),
+        metavar="NAME[,NAME]",
+        help="metrics to compare (repeatable; default "
+        f"{','.join(DEFAULT_METRICS)}; known: {', '.join(METRICS)})",
+    )
+    rep.add_argument("--format", choices=("table", "json", "html"), default="table")
+    rep.add_argument("--out", type=Path, default=None, help="write to this file, not stdout")
+    rep.add_argument(
+        "--exclude-fraud",
+        action="store_true",
+        help="leave out users flagged by fraud alerts, or who used a flagged device",
+    )
+    rep.add_argument("--region", default=None, help="only users first exposed in this region")
+    rep.add_argument("--channel", default=None, help="only users first exposed in this channel")
+    _add_options(
+        rep,
+        "clickhouse",
+        "database",
+        "clickhouse_ca",
+        "ab_control",
+        "ab_split",
+        "ab_alpha",
+        "ab_planned_users",
     )
 
     summ = sub.add_parser("summary", help="print a summary of what is in ClickHouse")
@@ -292,6 +347,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise ValueError("must be a positive integer")
     return value
+
+
+def _metric_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown metric {', '.join(unknown) or '(none)'}; known: " + ", ".join(METRICS)
+        )
+    return names
+
+
+def _experiment_spec(text: str) -> Any:
+    from koxpulse.simulator.experiment import parse_spec
+
+    return parse_spec(text)
 
 
 def _positive_float(text: str) -> float:
@@ -377,7 +448,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from koxpulse.simulator import companion_paths, simulate
 
     summary = simulate(
-        args.out, hours=args.hours, seed=args.seed, scale=args.scale, incidents=args.incidents
+        args.out,
+        hours=args.hours,
+        seed=args.seed,
+        scale=args.scale,
+        incidents=args.incidents,
+        experiments=tuple(args.experiments or ()),
     )
     paths = companion_paths(args.out)
     print(
@@ -441,6 +517,39 @@ def _cmd_nab(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"cannot score {args.results}: {exc}") from exc
     print(format_report(scores, args.detector or ""))
+    return 0
+
+
+def _cmd_ab(args: argparse.Namespace) -> int:
+    from koxpulse.experiments.readout import campaign_report
+    from koxpulse.experiments.render import RENDERERS
+    from koxpulse.experiments.report import Design
+    from koxpulse.runner import clickhouse_target
+    from sinks.clickhouse import connect
+
+    settings = _settings(args)
+    metrics = tuple(dict.fromkeys(m for group in args.metrics or [DEFAULT_METRICS] for m in group))
+    design = Design(
+        control=settings.ab_control,
+        split=settings.ab_split,
+        alpha=settings.ab_alpha,
+        planned_users=settings.ab_planned_users,
+        exclude_fraud=args.exclude_fraud,
+    )
+    filters = {k: v for k in ("region", "channel") if (v := getattr(args, k))}
+    if args.out is not None and not args.out.parent.exists():
+        raise ConfigError(f"--out {args.out}: directory {args.out.parent} does not exist")
+    target = clickhouse_target(settings)
+    client = connect(target)
+    try:
+        report = campaign_report(client, target.database, args.campaign, metrics, design, filters)
+    finally:
+        client.close()
+    text = RENDERERS[args.format](report)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
     return 0
 
 
@@ -530,6 +639,8 @@ def _cmd_settings(args: argparse.Namespace) -> int:
             value = clickhouse_target(settings).redacted
         elif OPTIONS_BY_FIELD[name].secret and value:
             value = "***"
+        elif name == "ab_split":
+            value = ",".join(f"{k}={w:g}" for k, w in value) or "equal"
         print(f"{OPTIONS_BY_FIELD[name].env}={value}")
     return 0
 
@@ -546,6 +657,7 @@ COMMANDS = {
     "simulate": _cmd_simulate,
     "evaluate": _cmd_evaluate,
     "nab": _cmd_nab,
+    "ab": _cmd_ab,
     "summary": _cmd_summary,
     "dashboards": _cmd_dashboards,
     "explain": _cmd_explain,

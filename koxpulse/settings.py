@@ -79,6 +79,31 @@ def _on_off(text: str) -> bool:
     raise ValueError("must be on or off")
 
 
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 0.5:
+        raise ValueError("must be a number between 0 and 0.5")
+    return value
+
+
+def _split(text: str) -> tuple[tuple[str, float], ...]:
+    """``equal`` or ``control=1,treatment=1`` (weights, normalised when used)."""
+    if text.strip().lower() == "equal":
+        return ()
+    out = []
+    for part in text.split(","):
+        name, sep, weight = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError("must be equal or VARIANT=WEIGHT[,VARIANT=WEIGHT...]")
+        w = float(weight)
+        if not w > 0:
+            raise ValueError(f"weight of {name.strip()} must be > 0")
+        out.append((name.strip(), w))
+    if len({n for n, _ in out}) != len(out):
+        raise ValueError("names a variant twice")
+    return tuple(out)
+
+
 def _path_list(text: str) -> tuple[str, ...]:
     return tuple(p for p in (s.strip() for s in text.split(",")) if p)
 
@@ -318,6 +343,36 @@ OPTIONS: tuple[Option, ...] = (
         secret=True,
     ),
     Option(
+        "ab_control",
+        "--ab-control",
+        "control",
+        "A/B readouts: the variant every other variant is compared with",
+    ),
+    Option(
+        "ab_split",
+        "--ab-split",
+        (),
+        "A/B readouts: designed split for the sample-ratio check, `equal` or "
+        "VARIANT=WEIGHT,... (e.g. control=1,treatment=1)",
+        _split,
+        "equal",
+    ),
+    Option(
+        "ab_alpha",
+        "--ab-alpha",
+        0.05,
+        "A/B readouts: error rate of tests and intervals (0.05: 95 % intervals)",
+        _alpha,
+    ),
+    Option(
+        "ab_planned_users",
+        "--ab-planned-users",
+        20_000,
+        "A/B readouts: users (all arms) at which the always-valid interval is tuned "
+        "to be narrowest (its mixing variance)",
+        _positive_int,
+    ),
+    Option(
         "lang", "--lang", "en", "Language of alert summaries: en or zh-CN", _choice("en", "zh-CN")
     ),
     Option(
@@ -452,6 +507,10 @@ class Settings:
     detectors: bool = True
     grafana_url: str = ""
     grafana_token: str = field(default="", repr=False)
+    ab_control: str = "control"
+    ab_split: tuple[tuple[str, float], ...] = ()
+    ab_alpha: float = 0.05
+    ab_planned_users: int = 20_000
     lang: str = "en"
     log_level: str = "warning"
     tuning: tuple[tuple[str, Any], ...] = ()  # detector overrides: (option field, value)
@@ -477,6 +536,10 @@ class Settings:
         return round(self.dedup_horizon * 1000)
 
 
+_EMPTY_IS_A_VALUE = frozenset({"ab_split"})
+"""Options whose parsed empty tuple is a choice (``--ab-split equal``), not "not given"."""
+
+
 def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build settings: a flag given on the command line wins over the environment, then defaults.
 
@@ -487,7 +550,7 @@ def load(flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None =
     values: dict[str, Any] = {}
     for opt in OPTIONS:
         given = flags.get(opt.field)
-        if given is not None and given != ():
+        if given is not None and (given != () or opt.field in _EMPTY_IS_A_VALUE):
             values[opt.field] = given
             continue
         raw = env.get(opt.env)

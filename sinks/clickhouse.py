@@ -112,10 +112,14 @@ def connect(target: ClickHouseTarget) -> Client:
 
 
 def ensure_schema(client: Client, database: str) -> None:
-    """Create the database and every contract table if absent (idempotent)."""
+    """Create the database, every contract table and the experiment views (idempotent)."""
+    from koxpulse.experiments.views import create_view_statements
+
     client.command(f"CREATE DATABASE IF NOT EXISTS {quote_ident(database)}")
     for table in TABLES.values():
         client.command(table.create_sql(database))
+    for statement in create_view_statements(database):
+        client.command(statement)
 
 
 @dataclass(frozen=True, slots=True)

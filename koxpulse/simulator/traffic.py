@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .events import FLAG_PINNED, ORDER, REDEMPTION, SCAN, SHIPMENT, EventStore
+from .experiment import Effects
 from .world import (
     CAMPAIGNS,
     CHANNELS,
@@ -310,15 +311,22 @@ def _noise(clock: Clock, rng: np.random.Generator) -> npt.NDArray[np.float64]:
 
 
 def generate_background(
-    world: World, store: EventStore, clock: Clock, mods: Modifiers, seed: int
+    world: World,
+    store: EventStore,
+    clock: Clock,
+    mods: Modifiers,
+    seed: int,
+    effects: Effects | None = None,
 ) -> CodeSupply:
+    """``effects`` replaces the campaigns' treatment uplift per region and records the
+    realised effect; without it the stream is the default one, byte for byte."""
     supply = CodeSupply(world, store, clock.start_ms, seed)
     for s in range(len(REGIONS) * len(CHANNELS)):
         rng = np.random.default_rng([seed & ((1 << 64) - 1), 101, s])
         store.use_stream("series", s)
         noise = _noise(clock, rng)
         lam = _apply_windows(scan_rate(world, clock, s) * noise, clock, mods.scan_factor, s)
-        _scans(world, store, supply, clock, mods, s, rng.poisson(lam), rng)
+        _scans(world, store, supply, clock, mods, s, rng.poisson(lam), rng, effects)
         lam_o = order_rate(world, clock, s) * noise
         mean_back = max(1.0, float(lam_o.mean()) * REPEAT_RECENT_MEAN_MINUTES)
         lam_o = _apply_windows(lam_o, clock, mods.order_factor, s)
@@ -335,6 +343,7 @@ def _scans(
     s: int,
     counts: npt.NDArray[np.int64],
     rng: np.random.Generator,
+    effects: Effects | None = None,
 ) -> None:
     r, c = divmod(s, len(CHANNELS))
     n = int(counts.sum())
@@ -379,7 +388,14 @@ def _scans(
     keep_windows = [w for w in mods.redemption_keep if w.series == s]
     end = clock.end_ms
     base_p = REDEEM_P[c]
-    deltas = [cp.treatment_delta for cp in CAMPAIGNS]
+    deltas = (
+        [cp.treatment_delta for cp in CAMPAIGNS]
+        if effects is None
+        else [effects.delta[ci][r] for ci in range(len(CAMPAIGNS))]
+    )
+    track = effects is not None
+    track_scans = [0] * len(CAMPAIGNS)
+    track_marginal = [0] * len(CAMPAIGNS)
     camp_ids = [cp.campaign_id for cp in CAMPAIGNS]
     bt = world.batches
     b_sku = bt.sku
@@ -447,6 +463,12 @@ def _scans(
         put(SCAN, s, ts, d, u, code)
 
         ur = ured_l[i]
+        if track:
+            # both potential outcomes of this scan: what the treatment adds to it
+            track_scans[camp] += 1
+            track_marginal[camp] += _redeemed(
+                ur, base_p + deltas[camp], rts_l[i], end, keep_windows, o
+            ) - _redeemed(ur, base_p, rts_l[i], end, keep_windows, o)
         p = base_p + deltas[camp] * var
         if ur < p:
             rts = rts_l[i]
@@ -483,6 +505,24 @@ def _scans(
                     rescan["lat"] = round(lat_l[i] + 0.00021, 6)
                     rescan["lon"] = round(lon_l[i] - 0.00017, 6)
                 put(SCAN, s, sts, rescan, u, code)
+                if track:
+                    track_scans[camp] += 1
+    if effects is not None:
+        for ci in range(len(CAMPAIGNS)):
+            effects.scans[ci][r] += track_scans[ci]
+            effects.marginal[ci][r] += track_marginal[ci]
+
+
+def _redeemed(ur: float, p: float, rts: int, end: int, windows: list[Window], o: int) -> bool:
+    """Whether a scan with draw ``ur`` is redeemed (and written) at probability ``p``:
+    the same rule as the loop above, for the outcome under the other arm."""
+    if ur >= p or rts >= end:
+        return False
+    keep = True
+    for w in windows:
+        if w.start <= rts < w.end and (w.outlet < 0 or w.outlet == o):
+            keep = ur < p * w.factor
+    return keep
 
 
 def _orders(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from koxpulse.experiments.views import VIEW_NAMES
 from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, ensure_schema
 from sinks.tables import TABLES, quote_ident
 
@@ -22,14 +23,15 @@ def writer(chdb_dir: Path, client: object, database: str, **kw: object) -> Click
 def test_schema_is_created_idempotently_with_every_contract_table(chdb_client, database) -> None:
     ensure_schema(chdb_client, database)
     ensure_schema(chdb_client, database)
-    names = {
-        r[0]
-        for r in chdb_client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String}",
+    engines = dict(
+        chdb_client.query(
+            "SELECT name, engine FROM system.tables WHERE database = {db:String}",
             parameters={"db": database},
         ).result_rows
-    }
-    assert names == set(TABLES)
+    )
+    assert set(engines) == set(TABLES) | set(VIEW_NAMES)
+    # experiment readouts are plain views over FINAL: exact under re-inserted rows
+    assert {engines[v] for v in VIEW_NAMES} == {"View"}
     cols = [
         r[0]
         for r in chdb_client.query(
@@ -92,7 +94,7 @@ def test_identifiers_are_quoted(chdb_client) -> None:
     ensure_schema(chdb_client, odd)
     assert chdb_client.query(
         "SELECT count() FROM system.tables WHERE database = {db:String}", parameters={"db": odd}
-    ).result_rows == [(len(TABLES),)]
+    ).result_rows == [(len(TABLES) + len(VIEW_NAMES),)]
     assert quote_ident("a`b") == "`a\\`b`"
 
 
