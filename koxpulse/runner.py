@@ -156,8 +156,9 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()
     stopped = False
+    stop = _StopRequest()
     try:
-        with progress, _stop_on_sigterm():
+        with progress, _stop_on_sigterm(stop):
             if addresses:
                 cluster_main(
                     flow,
@@ -170,13 +171,20 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
                 run_main(flow, epoch_interval=epoch, recovery_config=recovery)
     except KeyboardInterrupt:
         stopped = True
-        log.warning("stopped by signal; a resumed run continues from the last snapshot")
     except KoxpulseError:
         raise
-    except Exception as exc:
-        raise KoxpulseError(f"dataflow failed: {_root_message(exc)}") from exc
+    except BaseException as exc:
+        # Bytewax wraps an exception raised inside a step (the signal lands wherever Python
+        # code runs) in its own error, or a panic when it lands in a callback of its own.
+        if not (stop.requested or _caused_by(exc, KeyboardInterrupt)):
+            if not isinstance(exc, Exception):
+                raise
+            raise KoxpulseError(f"dataflow failed: {_root_message(exc)}") from exc
+        stopped = True
     finally:
         writer.close()
+    if stopped:
+        log.warning("stopped by signal; a resumed run continues from the last snapshot")
     elapsed = time.monotonic() - started
     if settings.metrics_textfile:
         metrics.write_textfile(settings.metrics_textfile)
@@ -199,11 +207,25 @@ def result_from(metrics: Metrics, seconds: float, *, stopped: bool = False) -> R
     )
 
 
+class _StopRequest:
+    requested = False
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 @contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[None]:
+def _stop_on_sigterm(stop: _StopRequest) -> Iterator[None]:
     """SIGTERM stops the run like Ctrl-C: Bytewax unwinds, the sinks flush on the way out."""
 
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        stop.requested = True
         raise KeyboardInterrupt
 
     try:
