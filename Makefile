@@ -12,7 +12,7 @@ DEMO_SCALE ?= 1.0
 DEMO_SEED ?= 7
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint typecheck unit integration bench venv clean
+.PHONY: run test lint typecheck unit integration bench venv clean tools
 
 venv: $(STAMP)
 
@@ -32,6 +32,16 @@ run: $(STAMP)
 	@echo "Alerts against the demo's labelled incidents:"
 	$(BIN)/koxpulse evaluate --labels $(DATA)/demo.labels.jsonl --clickhouse chdb://$(DATA)/chdb
 
+# promtool, amtool and the Alertmanager binary for the integration tests (Debian packages:
+# prometheus 2.42, prometheus-alertmanager 0.25). A no-op when they are installed; the
+# packages' services are not used, tests start their own on loopback ports.
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+tools:
+	@command -v promtool >/dev/null && command -v amtool >/dev/null \
+		&& command -v prometheus-alertmanager >/dev/null \
+		|| ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -42,10 +52,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) tools
 	$(BIN)/pytest -q tests/integration
 
-test: lint typecheck
+test: lint typecheck tools
 	$(BIN)/pytest -q tests
 
 bench: $(STAMP)
