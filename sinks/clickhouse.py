@@ -20,6 +20,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from koxpulse.errors import ConfigError, SinkError
+from koxpulse.metrics import Metrics
 from sinks.tables import TABLES, quote_ident
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,10 @@ class ClickHouseWriter:
         flush_interval_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         client: Client | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.target = target
+        self._metrics = metrics
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
         self._clock = clock
@@ -165,6 +168,7 @@ class ClickHouseWriter:
             if not rows:
                 continue
             spec = TABLES[table]
+            started = time.perf_counter()
             try:
                 client.insert(
                     f"{quote_ident(self.target.database)}.{quote_ident(table)}",
@@ -172,11 +176,17 @@ class ClickHouseWriter:
                     column_names=list(spec.column_names),
                 )
             except Exception as exc:
+                if self._metrics is not None:
+                    self._metrics.sink_errors.labels("clickhouse", table).inc()
                 first = str(exc).splitlines()[0] if str(exc) else repr(exc)
                 raise SinkError(
                     f"ClickHouse insert of {len(rows)} rows into {table} at "
                     f"{self.target.redacted} failed: {first}"
                 ) from exc
+            if self._metrics is not None:
+                self._metrics.sink_write.labels("clickhouse", table).observe(
+                    time.perf_counter() - started
+                )
             self.rows_written[table] = self.rows_written.get(table, 0) + len(rows)
         self._buffers.clear()
         self._buffered = 0

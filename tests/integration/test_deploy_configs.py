@@ -23,9 +23,7 @@ def tool(name: str) -> str:
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(
-        args, capture_output=True, text=True, timeout=60, cwd=cwd, env=env
-    )
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
