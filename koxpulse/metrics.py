@@ -16,7 +16,6 @@ never per event.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -30,39 +29,20 @@ from prometheus_client import (
     write_to_textfile,
 )
 
+from koxpulse.kpi_metrics import KpiCollector
+
 # ``*_created`` samples would double the series of every counter and histogram and say
 # nothing a dashboard uses (process start time covers it).
 disable_created_metrics()
 
 OUTCOMES = ("ok", "invalid", "duplicate", "late")
 EVENT_TYPES = ("scan", "redemption", "order", "shipment")
-OTHER = "other"
 
 # Buckets in seconds, chosen for what each histogram answers.
 EMISSION_DELAY_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ALERT_LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-
-class LabelFolder:
-    """The first ``limit`` distinct values keep their name, every later one is ``other``.
-
-    Only kept names are remembered, so memory is bounded by ``limit`` too, whatever
-    the input sends.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._kept: set[str] = set()
-
-    def __call__(self, value: str) -> str:
-        if value in self._kept:
-            return value
-        if len(self._kept) < self.limit and value != OTHER:
-            self._kept.add(value)
-            return value
-        return OTHER
 
 
 class Metrics:
@@ -78,8 +58,6 @@ class Metrics:
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.wall_clock = wall_clock
-        self.fold_region = LabelFolder(max_regions)
-        self.fold_channel = LabelFolder(max_channels)
         r = self.registry
         self.messages = Counter(
             "koxpulse_messages_read",
@@ -200,125 +178,15 @@ class Metrics:
             buckets=ALERT_LATENCY_BUCKETS,
             registry=r,
         )
-        # -- live KPIs ------------------------------------------------------------------
-        kpi_labels = ["region", "channel"]
-        self.kpi_scans = Counter(
-            "koxpulse_kpi_scans", "Scans in closed minutes", kpi_labels, registry=r
-        )
-        self.kpi_redemptions = Counter(
-            "koxpulse_kpi_redemptions", "Redemptions in closed minutes", kpi_labels, registry=r
-        )
-        self.kpi_orders = Counter(
-            "koxpulse_kpi_orders", "Orders in closed minutes", kpi_labels, registry=r
-        )
-        self.kpi_revenue = Counter(
-            "koxpulse_kpi_revenue_cny",
-            "Order revenue in closed minutes, CNY",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_scans = Gauge(
-            "koxpulse_kpi_last_minute_scans",
-            "Scans in the last closed minute",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_redemptions = Gauge(
-            "koxpulse_kpi_last_minute_redemptions",
-            "Redemptions in the last closed minute",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_rate = Gauge(
-            "koxpulse_kpi_last_minute_redemption_rate",
-            "Redemptions / scans in the last closed minute (NaN without scans)",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_orders = Gauge(
-            "koxpulse_kpi_last_minute_orders",
-            "Orders in the last closed minute",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_revenue = Gauge(
-            "koxpulse_kpi_last_minute_revenue_cny",
-            "Order revenue in the last closed minute, CNY",
-            kpi_labels,
-            registry=r,
-        )
-        self.last_minute = Gauge(
-            "koxpulse_kpi_last_minute_start_seconds",
-            "Start of the minute the koxpulse_kpi_last_minute_* gauges describe (event time)",
-            registry=r,
-        )
-        self.kpi_folded = Counter(
-            "koxpulse_kpi_folded_rows",
-            "kpi_minute rows whose region or channel is reported as 'other' in the KPI metrics",
-            registry=r,
-        )
-        self._last_keys: set[tuple[str, str]] = set()
+        # -- live KPIs (built at scrape time, see koxpulse.kpi_metrics) -------------------
+        self.kpis = KpiCollector(max_regions, max_channels)
+        r.register(self.kpis)
 
     # -- updates ----------------------------------------------------------------------
 
     def observe_kpi_rows(self, rows: Sequence[Sequence[Any]]) -> None:
-        """Add closed minutes to the KPI counters; the newest one becomes the gauges.
-
-        ``rows`` are ``kpi_minute`` rows (window_start ms, region, channel, scans, ...,
-        redemptions at 6, orders at 7, revenue at 8), in minute order.
-        """
-        if not rows:
-            return
-        sums: dict[tuple[str, str], list[float]] = {}
-        newest = max(row[0] for row in rows)
-        last: dict[tuple[str, str], list[float]] = {}
-        for row in rows:
-            key = (row[1], row[2])
-            acc = sums.get(key)
-            if acc is None:
-                acc = sums[key] = [0, 0, 0, 0.0]
-            acc[0] += row[3]
-            acc[1] += row[6]
-            acc[2] += row[7]
-            acc[3] += row[8]
-            if row[0] == newest:
-                last[key] = [row[3], row[6], row[7], row[8]]
-        folded_rows = 0
-        totals: dict[tuple[str, str], list[float]] = {}
-        for (region, channel), acc in sums.items():
-            key = (self.fold_region(region), self.fold_channel(channel))
-            if key != (region, channel):
-                folded_rows += 1
-            t = totals.setdefault(key, [0, 0, 0, 0.0])
-            for i in range(4):
-                t[i] += acc[i]
-        for (region, channel), (scans, reds, orders, revenue) in totals.items():
-            self.kpi_scans.labels(region, channel).inc(scans)
-            self.kpi_redemptions.labels(region, channel).inc(reds)
-            self.kpi_orders.labels(region, channel).inc(orders)
-            self.kpi_revenue.labels(region, channel).inc(revenue)
-        if folded_rows:
-            self.kpi_folded.inc(folded_rows)
-        self._set_last_minute(newest, last)
-
-    def _set_last_minute(self, minute_ms: int, rows: dict[tuple[str, str], list[float]]) -> None:
-        folded: dict[tuple[str, str], list[float]] = {}
-        for (region, channel), values in rows.items():
-            key = (self.fold_region(region), self.fold_channel(channel))
-            f = folded.setdefault(key, [0, 0, 0, 0.0])
-            for i in range(4):
-                f[i] += values[i]
-        # a key that had rows before but none in this minute had nothing in it
-        for key in self._last_keys - folded.keys():
-            folded[key] = [0, 0, 0, 0.0]
-        for (region, channel), (scans, reds, orders, revenue) in folded.items():
-            self.last_scans.labels(region, channel).set(scans)
-            self.last_redemptions.labels(region, channel).set(reds)
-            self.last_rate.labels(region, channel).set(reds / scans if scans else math.nan)
-            self.last_orders.labels(region, channel).set(orders)
-            self.last_revenue.labels(region, channel).set(revenue)
-        self._last_keys = set(folded)
-        self.last_minute.set(minute_ms / 1000)
+        """Closed ``kpi_minute`` rows into the live KPI metrics."""
+        self.kpis.add(rows)
 
     def observe_emission(self, window_starts: Iterable[int], lateness_ms: int) -> None:
         """Delay of each emitted minute past the moment it could close (live runs)."""
