@@ -352,6 +352,10 @@ def _cmd_settings(args: argparse.Namespace) -> int:
             from koxpulse.runner import clickhouse_target
 
             value = clickhouse_target(settings).redacted
+        elif name == "metrics_port":
+            value = settings.effective_metrics_port
+        elif isinstance(value, tuple):
+            value = ",".join(value)
         print(f"{OPTIONS_BY_FIELD[name].env}={value}")
     return 0
 
