@@ -227,10 +227,17 @@ def to_payload(alert: Alert, config: AlertmanagerConfig) -> dict[str, Any]:
 def http_post(
     url: str, body: bytes, headers: dict[str, str], timeout: float, context: ssl.SSLContext | None
 ) -> tuple[int, str]:
-    """POST with urllib; HTTP errors come back as a status, network errors raise OSError."""
+    """POST with urllib; HTTP errors come back as a status, network errors raise OSError.
+
+    Proxy variables of the environment are not used: Alertmanager sits next to the
+    pipeline, and a proxy picked up by accident would silently reroute alerts.
+    """
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:  # noqa: S310
+        with opener.open(request, timeout=timeout) as resp:
             return int(resp.status), ""
     except urllib.error.HTTPError as exc:
         text = exc.read(500).decode("utf-8", "replace").strip().splitlines()
@@ -484,7 +491,9 @@ class Delivery:
             with self._lock:
                 if self._closing_due():
                     return
-                if wait > 0:
+                # an alert put between step() and here must not wait for the next timeout
+                ready = self.depth > 0 and self._clock() >= self._retry_at
+                if wait > 0 and not ready:
                     if self._closing:
                         wait = min(wait, max(0.0, self._deadline - self._clock()))
                     self._lock.wait(wait)

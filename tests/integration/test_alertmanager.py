@@ -256,7 +256,11 @@ def test_with_two_alertmanagers_and_one_down_delivery_continues(
         want = sorted(a.alert_id for a in alerts)
         wait_for(lambda: ids_held(am) == want, 10, "delivery to the live Alertmanager")
         down = f"127.0.0.1:{other.port}"
-        assert m.total("koxpulse_alertmanager_send_failures_total", alertmanager=down) > 0
+        wait_for(
+            lambda: m.total("koxpulse_alertmanager_send_failures_total", alertmanager=down) > 0,
+            10,
+            "failed posts to the one that is down",
+        )
         assert (
             m.value(
                 "koxpulse_alertmanager_alerts_sent_total",
