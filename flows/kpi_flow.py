@@ -49,11 +49,12 @@ def build_flow(
     if stages.settings.detectors:
         alerts = op.stateful("detect", kpis, stages.detect_logic)
         streams.append(op.filter_map("alert_rows", alerts, stages.alert_rows))
-        raised = op.filter_map("alert_list", alerts, lambda kv: kv[1] or None)
-        if alert_topic is not None:
-            op.output("alert_topic", raised, alert_topic)
-        if alertmanager is not None:
-            op.output("alertmanager", raised, alertmanager)
+        if alert_topic is not None or alertmanager is not None:
+            raised = op.filter_map("alert_list", alerts, lambda kv: kv[1] or None)
+            if alert_topic is not None:
+                op.output("alert_topic", raised, alert_topic)
+            if alertmanager is not None:
+                op.output("alertmanager", raised, alertmanager)
 
     tables = op.merge("tables", *streams)
     keyed = op.key_on("key_sink", tables, lambda _: "clickhouse")

@@ -1,27 +1,60 @@
 """The metrics endpoint during a live Kafka run, against the known input.
 
-A simulator stream goes to a topic of its own on the session's Tansu broker;
-``koxpulse run --kafka --metrics-port`` consumes it in a subprocess while the test
-scrapes ``/metrics``: the counters must equal what the simulator says it wrote.
+A simulator stream goes to a Tansu broker of this module's own (the run writes
+kox.dead_letters, which the session broker's tests count); ``koxpulse run --kafka
+--metrics-port`` consumes it in a subprocess while the test scrapes ``/metrics``:
+the counters must equal what the simulator says it wrote.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
 from koxpulse.produce import route
 from koxpulse.simulator import companion_paths, simulate
 from tests.conftest import KOXPULSE, ROOT
-from tests.integration.conftest import create_topic, free_port
+from tests.integration.conftest import OUTPUT_TOPICS, broker_binary, create_topic, free_port
 from tests.integration.test_kafka_replay import without_late_events
 
 TOPIC = "t.metrics.events"
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[str]:
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        address = f"127.0.0.1:{port}"
+        for topic in (TOPIC, *OUTPUT_TOPICS):
+            create_topic(address, topic)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -52,8 +85,8 @@ def produce(broker: str, path: Path) -> int:
     return n
 
 
-def test_live_run_serves_metrics_that_match_the_input(broker: str, tmp_path: Path) -> None:
-    create_topic(broker, TOPIC)
+def test_live_run_serves_metrics_that_match_the_input(own_broker: str, tmp_path: Path) -> None:
+    broker = own_broker
     stream = tmp_path / "s.jsonl"
     simulate(stream, hours=3, seed=9, scale=0.1)
     sent_file = tmp_path / "sent.jsonl"
