@@ -50,6 +50,10 @@ RESOLVED_RESEND_S = 300.0  # resolved alerts are re-sent (with endsAt) for 5 min
 MAX_BATCH = 200  # alerts per post
 HARD_CAP_FACTOR = 4  # first sends kept beyond the queue size, as a last memory guard
 DESCRIPTION_LIMIT = 2000
+# Alertmanager refuses the payload itself: sending it again cannot help. Anything else
+# (network, 5xx, 429, and 401/403 too, which a credential rotation in progress causes)
+# is retried with backoff while the alerts wait in the bounded queue.
+REJECTED = frozenset({400, 413, 422})
 URL_FIELDS = ("region", "channel", "kind", "alert_id", "entity_type", "entity_id", "starts_at_ms")
 
 # (url, body, headers, timeout, ssl context) -> (HTTP status, first line of the response)
@@ -468,7 +472,7 @@ class Delivery:
                 self._outage_logged = False
             return True
         self._failures.labels(self.name, "http_429" if status == 429 else reason).inc()
-        if 400 <= status < 500 and status not in (408, 429):
+        if status in REJECTED:
             log.error(
                 "alertmanager %s rejected %d alerts (HTTP %d): %s",
                 self.name,
@@ -479,7 +483,8 @@ class Delivery:
             return False
         if not self._outage_logged:
             what = f"HTTP {status}" if status else detail
-            log.warning("alertmanager %s: delivery failed (%s), retrying", self.name, what)
+            level = logging.ERROR if status in (401, 403) else logging.WARNING
+            log.log(level, "alertmanager %s: delivery failed (%s), retrying", self.name, what)
             self._outage_logged = True
         return None
 

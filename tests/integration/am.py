@@ -9,8 +9,10 @@ Alertmanager notified, so tests see both sides: what Alertmanager stores
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -89,9 +91,26 @@ class Notifications:
 class Alertmanager:
     """One Alertmanager process; :meth:`stop` and :meth:`start` keep port and storage."""
 
-    def __init__(self, workdir: Path, hook_port: int, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        hook_port: int,
+        port: int | None = None,
+        *,
+        web_config: Path | None = None,
+        ca_file: Path | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.web_config = web_config
+        scheme = "https" if web_config is not None and ca_file is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self._context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        self._headers = (
+            {"Authorization": "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
+            if auth
+            else {}
+        )
         self.storage = workdir / f"am-{self.port}"
         self.storage.mkdir(parents=True, exist_ok=True)
         self.config = self.storage / "alertmanager.yml"
@@ -109,6 +128,7 @@ class Alertmanager:
                     f"--web.listen-address=127.0.0.1:{self.port}",
                     "--cluster.listen-address=",
                     "--log.level=warn",
+                    *([f"--web.config.file={self.web_config}"] if self.web_config else []),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -121,10 +141,14 @@ class Alertmanager:
         if self.proc.poll() is not None:
             raise AssertionError(f"Alertmanager exited: {self.log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
+            with self._get("/-/ready", timeout=1) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def _get(self, path: str, timeout: float = 5) -> Any:
+        request = urllib.request.Request(self.url + path, headers=self._headers)
+        return urllib.request.urlopen(request, timeout=timeout, context=self._context)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -134,12 +158,12 @@ class Alertmanager:
 
     def alerts(self) -> list[dict[str, Any]]:
         """Alerts Alertmanager holds as active (``GET /api/v2/alerts``; resolved ones drop out)."""
-        with urllib.request.urlopen(self.url + "/api/v2/alerts", timeout=5) as r:
+        with self._get("/api/v2/alerts") as r:
             return list(json.loads(r.read()))
 
     def received(self) -> dict[str, float]:
         """``alertmanager_alerts_received_total`` by status, from its own metrics."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+        with self._get("/metrics") as r:
             text = r.read().decode()
         out = {"firing": 0.0, "resolved": 0.0}
         for line in text.splitlines():

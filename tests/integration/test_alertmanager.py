@@ -8,7 +8,9 @@ Alertmanager holds (``GET /api/v2/alerts``) and what it notified.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,6 +21,7 @@ import pytest
 
 from koxpulse.alerts import Alert
 from koxpulse.metrics import Metrics
+from koxpulse.settings import load
 from koxpulse.simulator import simulate
 from koxpulse.timeutil import ms_to_iso
 from sinks.alertmanager import AlertmanagerConfig, AlertmanagerSender
@@ -306,3 +309,75 @@ def test_a_replay_with_alertmanager_down_is_not_held_up(stream: Path, tmp_path: 
         )
         >= 2
     )
+
+
+def test_https_with_a_ca_file_and_basic_auth(tmp_path: Path, hook: Notifications) -> None:
+    """Alertmanager behind TLS and basic auth (its --web.config.file): delivered with the CA
+    and the password file; without the CA verification fails, it is never switched off."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with warnings.catch_warnings():  # the bcrypt hash Alertmanager's web config wants
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # Python 3.11/3.12 stdlib, with glibc's bcrypt
+
+        hashed = crypt.crypt("s3cret-pass", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  kox: '{hashed}'\n"
+    )
+    am = Alertmanager(
+        tmp_path, hook.port, web_config=web, ca_file=cert, auth=("kox", "s3cret-pass")
+    ).start()
+    password = tmp_path / "am-password"
+    password.write_text("s3cret-pass\n")
+    env = {
+        "KOXPULSE_ALERTMANAGER_URLS": am.url,
+        "KOXPULSE_ALERTMANAGER_USER": "kox",
+        "KOXPULSE_ALERTMANAGER_PASSWORD_FILE": str(password),
+        "KOXPULSE_ALERTMANAGER_CA": str(cert),
+    }
+    now = int(time.time() * 1000)
+    try:
+        m = Metrics()
+        cfg = AlertmanagerConfig.from_settings(load({}, env=env))
+        s = AlertmanagerSender(replace(cfg, backoff_base_s=0.05, backoff_max_s=0.2), m).start()
+        s.submit([alert(1, now)])
+        wait_for(lambda: m.total("koxpulse_alertmanager_alerts_sent_total") == 1, 10, "delivery")
+        assert m.total("koxpulse_alertmanager_send_failures_total") == 0
+        assert ids_held(am) == [alert(1, now).alert_id]
+        assert s.close(timeout=2) == 0
+        # the system CAs do not know this certificate: every post fails, none is unverified
+        m2 = Metrics()
+        no_ca = AlertmanagerConfig.from_settings(
+            load({}, env={**env, "KOXPULSE_ALERTMANAGER_CA": ""})
+        )
+        s2 = AlertmanagerSender(replace(no_ca, backoff_base_s=0.05, backoff_max_s=0.2), m2).start()
+        s2.submit([alert(2, now)])
+        wait_for(
+            lambda: m2.total("koxpulse_alertmanager_send_failures_total", reason="connection") >= 2,
+            10,
+            "failed verification",
+        )
+        assert m2.total("koxpulse_alertmanager_alerts_sent_total") == 0
+        assert s2.close(timeout=0.5) == 1
+        # a wrong password is refused by Alertmanager and retried (a rotation may be under way)
+        password.write_text("wrong\n")
+        m3 = Metrics()
+        bad = AlertmanagerConfig.from_settings(load({}, env=env))
+        s3 = AlertmanagerSender(replace(bad, backoff_base_s=0.05, backoff_max_s=0.2), m3).start()
+        s3.submit([alert(3, now)])
+        wait_for(
+            lambda: m3.total("koxpulse_alertmanager_send_failures_total", reason="http_4xx") >= 2,
+            10,
+            "refused posts",
+        )
+        assert s3.close(timeout=0.5) == 1
+        assert ids_held(am) == [alert(1, now).alert_id]
+    finally:
+        am.stop()
