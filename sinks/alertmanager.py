@@ -19,6 +19,7 @@ once the bounded flush wait has passed; every drop is counted.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import math
@@ -303,7 +304,6 @@ class Delivery:
         self._retry_at = 0.0
         self._closing = False
         self._deadline = math.inf
-        self._in_flight = False
         self._outage_logged = False
         m = metrics
         self._sent_first = m.am_sent.labels(self.name, "first")
@@ -401,12 +401,7 @@ class Delivery:
                 return self._idle_wait(now)
             payloads = [f.payload for _, f in firsts]
             payloads += [self._active[k].payload for k in resends if k in self._active]
-            self._in_flight = True
-        try:
-            ok = self._post(payloads)
-        finally:
-            with self._lock:
-                self._in_flight = False
+        ok = self._post(payloads)  # outside the lock: put() never waits for the network
         with self._lock:
             now = self._clock()
             if ok is None:  # retry later, items stay at the head of the queue
@@ -457,7 +452,8 @@ class Delivery:
             status, detail = self._transport(
                 self.url, body, self._headers, self.config.timeout_s, self._context
             )
-        except OSError as exc:  # URLError, refused connections and timeouts are OSErrors
+        except (OSError, http.client.HTTPException) as exc:  # URLError, refusals, timeouts,
+            # and a peer that closed or spoke no HTTP (RemoteDisconnected, BadStatusLine)
             cause = getattr(exc, "reason", exc)
             timed_out = isinstance(exc, TimeoutError) or isinstance(cause, TimeoutError)
             status, detail = 0, str(cause)
