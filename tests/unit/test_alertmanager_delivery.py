@@ -396,3 +396,23 @@ def test_bad_alertmanager_settings_are_config_errors(env: dict[str, str], messag
         AlertmanagerConfig.from_settings(load({}, env=env))
     assert message in str(err.value)
     assert "pw@" not in str(err.value)
+
+
+def test_a_peer_that_hangs_up_is_a_retried_connection_failure() -> None:
+    import http.client
+
+    def hang_up(*_args: object) -> tuple[int, str]:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+
+    clock, m = Clock(), Metrics()
+    cfg = AlertmanagerConfig(urls=("http://am-0:9093",))
+    d = Delivery("http://am-0:9093", cfg, m, clock=clock, transport=hang_up)
+    put(d, alert(1))
+    assert d.step() > 0 and d.depth == 1
+    assert (
+        m.value(
+            "koxpulse_alertmanager_send_failures_total",
+            {"alertmanager": "am-0:9093", "reason": "connection"},
+        )
+        == 1
+    )
