@@ -216,7 +216,7 @@ def test_alerts_raised_while_alertmanager_is_down_arrive_once_it_is_back(
         s.submit(during)
         s.submit([short, replace(short, status="resolved", ends_at=now - 1000)])
         s.submit([replace(before[2], status="resolved", ends_at=now - 2000)])
-        assert time.monotonic() - started < 0.05  # the dataflow is never held up
+        assert time.monotonic() - started < 0.5  # queued, not posted: the dataflow goes on
         wait_for(
             lambda: m.total("koxpulse_alertmanager_send_failures_total", alertmanager=name) >= 3,
             10,
@@ -292,8 +292,9 @@ def test_a_replay_with_alertmanager_down_is_not_held_up(stream: Path, tmp_path: 
         "--alertmanager-flush-timeout", "2",
     )  # fmt: skip
     assert rows
-    # the run only waits the bounded flush time for the queued first sends
-    assert elapsed < baseline + 2 + 3, (elapsed, baseline)
+    # the run only waits the bounded flush time for the queued first sends (margin for a
+    # shared machine; an unbounded wait would be 10 s per retry round or forever)
+    assert elapsed < 2 * baseline + 2 + 4, (elapsed, baseline)
     shutdown = metrics[
         f'koxpulse_alertmanager_dropped_total{{alertmanager="{down}",reason="shutdown"}}'
     ]
