@@ -304,6 +304,8 @@ class Delivery:
         self._retry_at = 0.0
         self._closing = False
         self._deadline = math.inf
+        self._next_due = math.inf  # earliest moment a resend or an expiry can be due
+        self._overflow_logged = False
         self._outage_logged = False
         m = metrics
         self._sent_first = m.am_sent.labels(self.name, "first")
@@ -322,9 +324,9 @@ class Delivery:
     def put(self, key: Key, payload: dict[str, Any], resolved: bool) -> None:
         with self._lock:
             now = self._clock()
-            self._active[key] = _Active(
-                payload, now if resolved else None, now + self.config.resend_interval_s
-            )
+            due = now + self.config.resend_interval_s
+            self._active[key] = _Active(payload, now if resolved else None, due)
+            self._next_due = min(self._next_due, due)
             # the newest state of this label set supersedes what was queued for it
             self._resend.pop(key, None)
             pending = self._first.get(key)
@@ -351,34 +353,52 @@ class Delivery:
         while len(self._first) > hard:
             key, _ = self._first.popitem(last=False)
             self._dropped.labels(self.name, "overflow").inc()
-            log.error(
-                "alertmanager %s: more than %d new alerts waiting, dropped the oldest (%s)",
-                self.name,
-                hard,
-                key[0],
-            )
+            if not self._overflow_logged:  # once per outage; the counter has the number
+                self._overflow_logged = True
+                log.error(
+                    "alertmanager %s: more than %d new alerts waiting, dropping the oldest "
+                    "(first: %s); see koxpulse_alertmanager_dropped_total",
+                    self.name,
+                    hard,
+                    key[0],
+                )
 
     def _schedule(self, now: float) -> None:
         """Queue resends that are due while there is room; forget old resolved alerts.
 
         A due resend that finds the queue full stays due and is queued in a later
         round, so a healthy Alertmanager gets every resend even when more alerts
-        are active than the queue holds.
+        are active than the queue holds. The scan over active alerts only runs when
+        something can be due, so a round costs nothing between resend times.
         """
-        interval = self.config.resend_interval_s
+        if now < self._next_due:
+            return
+        keep_resolved, every = self.config.resolved_resend_s, self.config.resend_interval_s
         room = self.config.queue_size - self.depth
         expired = []
+        next_due = math.inf
         for key, a in self._active.items():
-            if a.resolved_at is not None and now - a.resolved_at >= self.config.resolved_resend_s:
+            if a.resolved_at is not None and now - a.resolved_at >= keep_resolved:
                 expired.append(key)
                 continue
-            if room > 0 and a.next_resend <= now and key not in self._first:
+            if key in self._first:
+                pass  # its delivery sets the next resend time
+            elif a.next_resend <= now:
+                if room <= 0:
+                    next_due = now  # still due: the next round tries again
+                    continue
                 if key not in self._resend:
                     self._resend[key] = None
                     room -= 1
-                a.next_resend = now + interval
+                a.next_resend = now + every
+                next_due = min(next_due, a.next_resend)
+            else:
+                next_due = min(next_due, a.next_resend)
+            if a.resolved_at is not None:
+                next_due = min(next_due, a.resolved_at + keep_resolved)
         for key in expired:
             del self._active[key]
+        self._next_due = next_due
 
     def _update_gauges(self) -> None:
         self._queue_gauge.set(self.depth)
@@ -390,11 +410,12 @@ class Delivery:
         """Post one batch if there is one and no backoff is pending; seconds until next work."""
         with self._lock:
             now = self._clock()
+            if now < self._retry_at:  # backing off: nothing to schedule or send yet
+                self._update_gauges()
+                return self._retry_at - now
             if not self._closing:
                 self._schedule(now)
             self._update_gauges()
-            if now < self._retry_at:
-                return self._retry_at - now
             firsts = list(self._first.items())[:MAX_BATCH]
             resends = [] if self._closing else list(self._resend)[: MAX_BATCH - len(firsts)]
             if not firsts and not resends:
@@ -414,6 +435,7 @@ class Delivery:
                 return self._retry_at - now
             self._attempt = 0
             self._retry_at = 0.0
+            self._overflow_logged = False
             for key, item in firsts:
                 if self._first.get(key) is item:
                     del self._first[key]
@@ -422,6 +444,7 @@ class Delivery:
                 active = self._active.get(key)
                 if active is not None:
                     active.next_resend = now + self.config.resend_interval_s
+                    self._next_due = min(self._next_due, active.next_resend)
             for key in resends:
                 self._resend.pop(key, None)
             if ok:
@@ -436,13 +459,9 @@ class Delivery:
     def _idle_wait(self, now: float) -> float:
         if self._closing:
             return 0.0
-        due = [a.next_resend for a in self._active.values() if a.resolved_at is None]
-        due += [
-            min(a.next_resend, a.resolved_at + self.config.resolved_resend_s)
-            for a in self._active.values()
-            if a.resolved_at is not None
-        ]
-        return max(0.001, min(due) - now) if due else self.config.resend_interval_s
+        if self._next_due == math.inf:
+            return self.config.resend_interval_s
+        return max(0.001, self._next_due - now)
 
     def _post(self, payloads: list[dict[str, Any]]) -> bool | None:
         """True: accepted; False: rejected for good (4xx); None: try again."""
