@@ -190,13 +190,17 @@ def test_full_queue_drops_the_oldest_resend_never_a_first_send() -> None:
     assert sent(m, "resend") == 10 and dropped(m, "queue_full") == 3
 
 
-def test_first_sends_beyond_the_hard_cap_drop_the_oldest_first_send() -> None:
+def test_first_sends_beyond_the_hard_cap_drop_the_oldest_first_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     d, _, am, m = delivery(queue_size=2)
     am.status = None
     for n in range(1, 2 * HARD_CAP_FACTOR + 3):
         put(d, alert(n))
     assert d.depth == 2 * HARD_CAP_FACTOR
     assert dropped(m, "overflow") == 2
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "dropping the oldest" in errors[0].getMessage()
     am.status = 200
     d._retry_at = 0.0
     d.step()
