@@ -35,17 +35,20 @@ run: $(STAMP)
 	$(BIN)/koxpulse report --out $(DATA)/report.html --clickhouse chdb://$(DATA)/chdb
 	@echo "Report: $(abspath $(DATA)/report.html)"
 
-# System tools the tests drive: headless Chromium (the HTML report) and promtool (PromQL
-# of the dashboards). Quick when present; installs the Debian packages when missing.
-tools:
-	@command -v chromium >/dev/null || (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
-	@command -v promtool >/dev/null || (apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
 # Regenerate dashboards/json from the Python definitions (a test fails while they differ).
 dashboards: $(STAMP)
 	$(BIN)/koxpulse dashboards build
+
+# System tools the tests drive (Debian packages): headless Chromium (the HTML report),
+# promtool (rules, PromQL of the dashboards), amtool and Alertmanager 0.25. A no-op when
+# installed; the packages' services are not used, tests start their own on loopback ports.
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+tools:
+	@command -v chromium >/dev/null && command -v promtool >/dev/null \
+		&& command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
+		|| ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install \
+			-y -qq --no-install-recommends chromium prometheus prometheus-alertmanager >/dev/null)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,15 +15,7 @@ from typing import Literal
 Kind = Literal["counter", "gauge", "histogram"]
 
 # --- PLANNED, not exported by koxpulse.metrics yet (reconcile after merging) ----------
-PLANNED: dict[str, Kind] = {
-    "koxpulse_kafka_consumer_lag": "gauge",  # label: partition
-    "koxpulse_window_emit_delay_seconds": "histogram",
-    "koxpulse_sink_write_seconds": "histogram",  # label: table
-    "koxpulse_alertmanager_sends_total": "counter",
-    "koxpulse_alertmanager_failures_total": "counter",
-    "koxpulse_alertmanager_dropped_total": "counter",
-    "koxpulse_event_to_alert_seconds": "histogram",
-}
+PLANNED: dict[str, Kind] = {}
 # --------------------------------------------------------------------------------------
 
 

@@ -111,8 +111,8 @@ def build(catalog: Catalog) -> db.Dashboard:
             "Time from a minute window's end to its KPI row being emitted (median and 95th "
             "percentile). Dashboards are at least this much behind.",
             [
-                (_p(0.5, "koxpulse_window_emit_delay_seconds"), "p50"),
-                (_p(0.95, "koxpulse_window_emit_delay_seconds"), "p95"),
+                (_p(0.5, "koxpulse_window_emission_delay_seconds"), "p50"),
+                (_p(0.95, "koxpulse_window_emission_delay_seconds"), "p95"),
             ],
             unit="s",
         )
@@ -153,8 +153,8 @@ def build(catalog: Catalog) -> db.Dashboard:
             "Alerts posted, failed posts (retried) and alerts dropped after the retries ran "
             "out. Any drop means someone was not paged.",
             [
-                (f"sum(rate(koxpulse_alertmanager_sends_total[{RATE}]))", "sent"),
-                (f"sum(rate(koxpulse_alertmanager_failures_total[{RATE}]))", "failed"),
+                (f"sum(rate(koxpulse_alertmanager_alerts_sent_total[{RATE}]))", "sent"),
+                (f"sum(rate(koxpulse_alertmanager_send_failures_total[{RATE}]))", "failed"),
                 (f"sum(rate(koxpulse_alertmanager_dropped_total[{RATE}]))", "dropped"),
             ],
             unit="ops",

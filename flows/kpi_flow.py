@@ -3,6 +3,7 @@
 read → decode ─┬─ ok ─→ lateness (per partition) → aggregate (all partitions) ─┬→ kpi_minute
                └─ errors → dead_letters                                       ├→ late_events
                                                                                └→ events
+aggregate → detect → alerts (ClickHouse), kox.alerts (Kafka), Alertmanager
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def build_flow(
     *,
     dead_letter_topic: Sink[Any] | None = None,
     alert_topic: Sink[Any] | None = None,
+    alertmanager: Sink[Any] | None = None,
 ) -> Dataflow:
     flow = Dataflow("koxpulse_kpi")
     raw = op.input("read", flow, source)
@@ -50,9 +52,12 @@ def build_flow(
     if stages.settings.detectors:
         alerts = op.stateful("detect", kpis, stages.detect_logic)
         streams.append(op.filter_map("alert_rows", alerts, stages.alert_rows))
-        if alert_topic is not None:
+        if alert_topic is not None or alertmanager is not None:
             raised = op.filter_map("alert_list", alerts, lambda kv: kv[1] or None)
-            op.output("alert_topic", raised, alert_topic)
+            if alert_topic is not None:
+                op.output("alert_topic", raised, alert_topic)
+            if alertmanager is not None:
+                op.output("alertmanager", raised, alertmanager)
 
     tables = op.merge("tables", *streams)
     keyed = op.key_on("key_sink", tables, lambda _: "clickhouse")

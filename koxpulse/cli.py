@@ -111,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
         "progress",
         "metrics_textfile",
         "store_events",
+        "metrics_port",
+        "metrics_address",
+        "metrics_max_regions",
+        "metrics_max_channels",
+        "alertmanager_urls",
+        "alertmanager_resend_interval",
+        "alertmanager_queue_size",
+        "alertmanager_flush_timeout",
+        "alertmanager_user",
+        "alertmanager_password_file",
+        "alertmanager_token_file",
+        "alertmanager_ca",
+        "alertmanager_dashboard_url",
+        "alertmanager_runbook_url",
         "detectors",
         "lang",
         "log_level",
@@ -641,6 +655,10 @@ def _cmd_settings(args: argparse.Namespace) -> int:
             value = "***"
         elif name == "ab_split":
             value = ",".join(f"{k}={w:g}" for k, w in value) or "equal"
+        elif name == "metrics_port":
+            value = settings.effective_metrics_port
+        elif isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
         print(f"{OPTIONS_BY_FIELD[name].env}={value}")
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from bytewax.recovery import RecoveryConfig
 from bytewax.testing import cluster_main, run_main
+from prometheus_client import start_http_server
 
 from flows.kpi_flow import build_flow
 from koxpulse.errors import ConfigError, KoxpulseError
@@ -34,6 +35,7 @@ from koxpulse.settings import Settings
 from koxpulse.sources.files import FileSource, check_inputs
 from koxpulse.sources.kafka import KafkaSource, list_partitions
 from koxpulse.stages import Stages
+from sinks.alertmanager import AlertmanagerConfig, AlertmanagerSender, AlertmanagerSink
 from sinks.bytewax_sink import ClickHouseSink
 from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, RetryPolicy
 from sinks.kafka import KafkaTopicSink, alert_messages, dead_letter_messages
@@ -96,7 +98,9 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
         from koxpulse.cluster import run_local_cluster
 
         return run_local_cluster(settings)
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(
+        max_regions=settings.metrics_max_regions, max_channels=settings.metrics_max_channels
+    )
     clock_ms = lambda: time.time_ns() // 1_000_000  # noqa: E731
     recovery = recovery_config(settings)
     addresses = [a for a in settings.addresses.split(";") if a] if settings.addresses else []
@@ -115,7 +119,9 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
             idle_exit_s=settings.idle_exit or None,
             idle_partition_s=settings.idle_partition,
             clock_ms=clock_ms,
+            metrics=metrics,
         )
+        metrics.messages.labels(source="kafka")  # 0 from the start: "no events" is visible
         if recovery is None:
             log.warning(
                 "Kafka without --recovery-dir: a restart loses the windows that were open "
@@ -124,10 +130,6 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     else:
         source = FileSource(paths, batch_lines=settings.batch_lines, clock_ms=clock_ms)
 
-    def failed(table: str, _reason: str) -> None:
-        metrics.sink_errors.labels(table=table).inc()
-        metrics.sink_up.set(0)
-
     writer = ClickHouseWriter(
         clickhouse_target(settings),
         batch_rows=settings.sink_batch_rows,
@@ -135,9 +137,9 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
         retry=RetryPolicy(
             max_total_s=settings.sink_retry_max, max_backoff_s=settings.sink_backoff_max
         ),
-        on_failure=failed,
-        on_recovered=lambda: metrics.sink_up.set(1),
+        metrics=metrics,
     )
+    am_config = AlertmanagerConfig.from_settings(settings) if settings.alertmanager_urls else None
     owns_sink = settings.process_id == 0
     if owns_sink:
         # Connect and create tables now, on the main thread: a bad DSN fails before any
@@ -148,41 +150,50 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
     if settings.kafka_bootstrap:
         out_config = producer_config(settings)
         topics["dead_letter_topic"] = KafkaTopicSink(
-            out_config, "kox.dead_letters", dead_letter_messages
+            out_config, "kox.dead_letters", dead_letter_messages, metrics
         )
-        topics["alert_topic"] = KafkaTopicSink(out_config, "kox.alerts", alert_messages)
+        topics["alert_topic"] = KafkaTopicSink(out_config, "kox.alerts", alert_messages, metrics)
+    sender = AlertmanagerSender(am_config, metrics) if am_config is not None else None
+    if sender is not None:
+        topics["alertmanager"] = AlertmanagerSink(sender)
     flow = build_flow(source, stages, ClickHouseSink(writer, local=owns_sink), **topics)
     epoch = timedelta(seconds=settings.snapshot_interval)
     started = time.monotonic()
     progress = Progress(metrics) if Progress.wanted(settings.progress) else contextlib.nullcontext()
     stopped = False
     stop = _StopRequest()
-    try:
-        with progress, _stop_on_sigterm(stop):
-            if addresses:
-                cluster_main(
-                    flow,
-                    addresses,
-                    settings.process_id,
-                    epoch_interval=epoch,
-                    recovery_config=recovery,
-                )
-            else:
-                run_main(flow, epoch_interval=epoch, recovery_config=recovery)
-    except KeyboardInterrupt:
-        stopped = True
-    except KoxpulseError:
-        raise
-    except BaseException as exc:
-        # Bytewax wraps an exception raised inside a step (the signal lands wherever Python
-        # code runs) in its own error, or a panic when it lands in a callback of its own.
-        if not (stop.requested or _caused_by(exc, KeyboardInterrupt)):
-            if not isinstance(exc, Exception):
-                raise
-            raise KoxpulseError(f"dataflow failed: {_root_message(exc)}") from exc
-        stopped = True
-    finally:
-        writer.close()
+    with contextlib.ExitStack() as stack:
+        stack.callback(writer.close)
+        if settings.effective_metrics_port:
+            stack.enter_context(serve_metrics(metrics, settings))
+        if sender is not None:
+            sender.start()
+            # at the end of a replay (or a stop) deliver what is queued, for a bounded time
+            stack.callback(sender.close)
+        try:
+            with progress, _stop_on_sigterm(stop):
+                if addresses:
+                    cluster_main(
+                        flow,
+                        addresses,
+                        settings.process_id,
+                        epoch_interval=epoch,
+                        recovery_config=recovery,
+                    )
+                else:
+                    run_main(flow, epoch_interval=epoch, recovery_config=recovery)
+        except KeyboardInterrupt:
+            stopped = True
+        except KoxpulseError:
+            raise
+        except BaseException as exc:
+            # Bytewax wraps an exception raised inside a step (the signal lands wherever
+            # Python code runs) in its own error, or a panic in a callback of its own.
+            if not (stop.requested or _caused_by(exc, KeyboardInterrupt)):
+                if not isinstance(exc, Exception):
+                    raise
+                raise KoxpulseError(f"dataflow failed: {_root_message(exc)}") from exc
+            stopped = True
     if stopped:
         log.warning("stopped by signal; a resumed run continues from the last snapshot")
     elapsed = time.monotonic() - started
@@ -218,6 +229,29 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+@contextlib.contextmanager
+def serve_metrics(metrics: Metrics, settings: Settings) -> Iterator[int]:
+    """Prometheus's HTTP endpoint for the length of the run; yields the port it listens on.
+
+    In a local cluster process ``i`` listens on the configured port plus ``i``.
+    """
+    port = settings.effective_metrics_port + (settings.process_id if settings.addresses else 0)
+    address = settings.metrics_address
+    try:
+        server, thread = start_http_server(port, address, registry=metrics.registry)
+    except OSError as exc:
+        raise ConfigError(
+            f"--metrics-port {port}: cannot listen on {address}:{port}: {exc.strerror or exc}"
+        ) from exc
+    log.info("metrics on http://%s:%d/metrics", address, port)
+    try:
+        yield int(server.server_port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @contextlib.contextmanager

@@ -108,6 +108,24 @@ def _path_list(text: str) -> tuple[str, ...]:
     return tuple(p for p in (s.strip() for s in text.split(",")) if p)
 
 
+def _url_list(text: str) -> tuple[str, ...]:
+    urls = _path_list(text)
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url.split('@')[-1]!r} is not an http(s) URL")
+    return urls
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number 0-65535 (0: off)")
+    return value
+
+
+DEFAULT_METRICS_PORT = 9108
+
+
 OPTIONS: tuple[Option, ...] = (
     Option(
         "input",
@@ -323,6 +341,100 @@ OPTIONS: tuple[Option, ...] = (
         _on_off,
     ),
     Option(
+        "metrics_port",
+        "--metrics-port",
+        None,
+        "Serve Prometheus metrics over HTTP on this port (0: off)",
+        _port,
+        f"{DEFAULT_METRICS_PORT} with --kafka, else 0",
+    ),
+    Option(
+        "metrics_address",
+        "--metrics-address",
+        "0.0.0.0",  # noqa: S104 - scraped from another container
+        "Address the metrics endpoint listens on",
+    ),
+    Option(
+        "metrics_max_regions",
+        "--metrics-max-regions",
+        50,
+        "Regions with their own KPI metric labels; later ones are reported as `other`",
+        _positive_int,
+    ),
+    Option(
+        "metrics_max_channels",
+        "--metrics-max-channels",
+        10,
+        "Channels with their own KPI metric labels; later ones are reported as `other`",
+        _positive_int,
+    ),
+    Option(
+        "alertmanager_urls",
+        "--alertmanager",
+        (),
+        "Alertmanager base URLs URL[,URL] (an HA pair gets every alert); empty: no delivery",
+        _url_list,
+        "none",
+    ),
+    Option(
+        "alertmanager_resend_interval",
+        "--alertmanager-resend-interval",
+        60.0,
+        "Seconds between re-sends of a firing alert (resolved ones: for 5 minutes)",
+        _positive_float,
+    ),
+    Option(
+        "alertmanager_queue_size",
+        "--alertmanager-queue-size",
+        10_000,
+        "Alert sends queued per Alertmanager; when full the oldest resend is dropped",
+        _positive_int,
+    ),
+    Option(
+        "alertmanager_flush_timeout",
+        "--alertmanager-flush-timeout",
+        10.0,
+        "Seconds to wait at exit for queued new alerts to be delivered",
+        _non_negative_float,
+    ),
+    Option(
+        "alertmanager_user",
+        "--alertmanager-user",
+        "",
+        "Basic-auth user for Alertmanager (password from --alertmanager-password-file)",
+    ),
+    Option(
+        "alertmanager_password_file",
+        "--alertmanager-password-file",
+        "",
+        "File holding the Alertmanager basic-auth password",
+    ),
+    Option(
+        "alertmanager_token_file",
+        "--alertmanager-token-file",
+        "",
+        "File holding a bearer token for Alertmanager (instead of basic auth)",
+    ),
+    Option(
+        "alertmanager_ca",
+        "--alertmanager-ca",
+        "",
+        "CA bundle to verify https Alertmanagers (system CAs when empty; never unverified)",
+    ),
+    Option(
+        "alertmanager_dashboard_url",
+        "--alertmanager-dashboard-url",
+        "",
+        "dashboard_url annotation; {region} {channel} {kind} {alert_id} {entity_type} "
+        "{entity_id} {starts_at_ms} are filled in",
+    ),
+    Option(
+        "alertmanager_runbook_url",
+        "--alertmanager-runbook-url",
+        "",
+        "runbook_url annotation, with the same placeholders (e.g. .../runbooks#{kind})",
+    ),
+    Option(
         "detectors",
         "--detectors",
         True,
@@ -504,6 +616,20 @@ class Settings:
     progress: str = "auto"
     metrics_textfile: str = ""
     store_events: bool = True
+    metrics_port: int | None = None  # None: DEFAULT_METRICS_PORT in live mode, off otherwise
+    metrics_address: str = "0.0.0.0"  # noqa: S104
+    metrics_max_regions: int = 50
+    metrics_max_channels: int = 10
+    alertmanager_urls: tuple[str, ...] = ()
+    alertmanager_resend_interval: float = 60.0
+    alertmanager_queue_size: int = 10_000
+    alertmanager_flush_timeout: float = 10.0
+    alertmanager_user: str = ""
+    alertmanager_password_file: str = ""
+    alertmanager_token_file: str = ""
+    alertmanager_ca: str = ""
+    alertmanager_dashboard_url: str = ""
+    alertmanager_runbook_url: str = ""
     detectors: bool = True
     grafana_url: str = ""
     grafana_token: str = field(default="", repr=False)
@@ -526,6 +652,13 @@ class Settings:
 
         given = {k[len("detect_") :]: v for k, v in self.tuning if k.startswith("detect_")}
         return DetectionParams(**given)
+
+    @property
+    def effective_metrics_port(self) -> int:
+        """The metrics port in force: the default only for live Kafka runs."""
+        if self.metrics_port is not None:
+            return self.metrics_port
+        return DEFAULT_METRICS_PORT if self.kafka_bootstrap else 0
 
     @property
     def allowed_lateness_ms(self) -> int:

@@ -41,6 +41,8 @@ class Stages:
         self.metrics = metrics
         self.expected_partitions = expected_partitions
         self.version_clock = version_clock
+        # window emission delay only means something when event time follows the wall clock
+        self.live = bool(settings.kafka_bootstrap)
 
     # decode ------------------------------------------------------------------------------
     def decode(self, batch: RawBatch) -> DecodedBatch:
@@ -91,15 +93,23 @@ class Stages:
 
     def account(self, out: KpiOutput, agg: KpiAggregator) -> None:
         m = self.metrics
-        if out.ok:
-            m.events.labels(type="any", outcome="ok").inc(out.ok)
-        if out.duplicates:
-            m.events.labels(type="any", outcome="duplicate").inc(out.duplicates)
+        events = m.events
+        for type_, n in out.ok_by_type.items():
+            events.labels(type=type_, outcome="ok").inc(n)
+        for type_, n in out.duplicates_by_type.items():
+            events.labels(type=type_, outcome="duplicate").inc(n)
         if out.late:
             m.late_events.inc(len(out.late))
-            m.events.labels(type="any", outcome="late").inc(len(out.late))
+            late_by_type: dict[str, int] = {}
+            for e in out.late:
+                late_by_type[e.type] = late_by_type.get(e.type, 0) + 1
+            for type_, n in late_by_type.items():
+                events.labels(type=type_, outcome="late").inc(n)
         if out.rows:
             m.kpi_rows.inc(len(out.rows))
+            m.observe_kpi_rows(out.rows)
+            if self.live:
+                m.observe_emission({r[0] for r in out.rows}, self.settings.allowed_lateness_ms)
         m.open_windows.set(agg.open_windows)
         if out.closed_through is not None and out.closed_through < 2**61:
             m.watermark.set(out.closed_through / 1000)
@@ -142,9 +152,11 @@ class Stages:
     # detection ---------------------------------------------------------------------------
     def detect_logic(self, resume: Detection | None) -> DetectLogic:
         if resume is not None:
-            return DetectLogic(resume)
+            return DetectLogic(resume, self.metrics)
         s = self.settings
-        return DetectLogic(Detection(s.detection_params(), s.fraud_params(), lang=s.lang))
+        return DetectLogic(
+            Detection(s.detection_params(), s.fraud_params(), lang=s.lang), self.metrics
+        )
 
     def alert_rows(self, item: tuple[str, list[Alert]]) -> TableRows | None:
         alerts = item[1]
@@ -157,13 +169,22 @@ class Stages:
 
 
 class DetectLogic(StatefulLogic[KpiOutput, list[Alert], Detection]):
-    """Bytewax adapter for :class:`koxpulse.detection.Detection`."""
+    """Bytewax adapter for :class:`koxpulse.detection.Detection`.
 
-    def __init__(self, detection: Detection) -> None:
+    Times each alert against the receipt of the batch that produced it: the
+    event-to-alert latency of the pipeline itself (a window's wait to close is in
+    the window emission delay, delivery in the Alertmanager delivery time).
+    """
+
+    def __init__(self, detection: Detection, metrics: Metrics) -> None:
         self.detection = detection
+        self.metrics = metrics
 
     def on_item(self, value: KpiOutput) -> tuple[list[list[Alert]], bool]:
-        return [self.detection.process(value)], StatefulLogic.RETAIN
+        alerts = self.detection.process(value)
+        if alerts:
+            self.metrics.observe_alerts(len(alerts), value.received_at_ms)
+        return [alerts], StatefulLogic.RETAIN
 
     def snapshot(self) -> Detection:
         return self.detection

@@ -25,6 +25,7 @@ import pyarrow.ipc
 from clickhouse_connect.driver.client import Client
 
 from koxpulse.errors import ConfigError, SinkError
+from koxpulse.metrics import Metrics
 from sinks.tables import TABLES, quote_ident
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,10 @@ class ClickHouseWriter:
         rng: random.Random | None = None,
         on_failure: Callable[[str, str], None] | None = None,
         on_recovered: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.target = target
+        self._metrics = metrics
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
@@ -234,12 +237,20 @@ class ClickHouseWriter:
         attempt = 0
         started = self._clock()
         while True:
+            began = time.perf_counter()
             try:
                 do(self.client, f"{quote_ident(self.target.database)}.{quote_ident(table)}")
+                if self._metrics is not None:
+                    self._metrics.sink_write.labels("clickhouse", table).observe(
+                        time.perf_counter() - began
+                    )
                 break
             except Exception as exc:
                 error = _sink_error(exc, n, table, self.target)
                 self.failures += 1
+                if self._metrics is not None:
+                    self._metrics.sink_errors.labels("clickhouse", table).inc()
+                    self._metrics.sink_up.set(0)
                 if self._on_failure is not None:
                     self._on_failure(table, str(error))
                 waited = self._clock() - started
@@ -254,9 +265,12 @@ class ClickHouseWriter:
                     self._client = None
                 self._sleep(delay)
                 attempt += 1
-        if attempt and self._on_recovered is not None:
+        if attempt:
             log.warning("ClickHouse at %s takes writes again", self.target.redacted)
-            self._on_recovered()
+            if self._metrics is not None:
+                self._metrics.sink_up.set(1)
+            if self._on_recovered is not None:
+                self._on_recovered()
         self.rows_written[table] = self.rows_written.get(table, 0) + n
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from confluent_kafka import KafkaException, Producer
 from koxpulse.alerts import Alert
 from koxpulse.batches import DeadLetter
 from koxpulse.errors import SinkError
+from koxpulse.metrics import Metrics
 from koxpulse.timeutil import ms_to_iso
 
 Message = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers
@@ -66,16 +67,23 @@ def alert_messages(alerts: Iterable[Alert]) -> list[Message]:
 
 class _ProducerPartition(StatelessSinkPartition[Any]):
     def __init__(
-        self, config: Mapping[str, Any], topic: str, encode: Callable[[Any], list[Message]]
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        encode: Callable[[Any], list[Message]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._producer = Producer(dict(config))
         self._topic = topic
         self._encode = encode
         self._errors: list[str] = []
+        self._error_count = metrics.sink_errors.labels("kafka", topic) if metrics else None
 
     def _report(self, err: object, _msg: object) -> None:
         if err is not None:
             self._errors.append(str(err))
+            if self._error_count is not None:
+                self._error_count.inc()
 
     def write_batch(self, items: list[Any]) -> None:
         for item in items:
@@ -107,11 +115,16 @@ class KafkaTopicSink(DynamicSink[Any]):
     """Writes each item, turned into messages by ``encode``, to one topic."""
 
     def __init__(
-        self, config: Mapping[str, Any], topic: str, encode: Callable[[Any], list[Message]]
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        encode: Callable[[Any], list[Message]],
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = dict(config)
         self._topic = topic
         self._encode = encode
+        self._metrics = metrics
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
-        return _ProducerPartition(self._config, self._topic, self._encode)
+        return _ProducerPartition(self._config, self._topic, self._encode, self._metrics)

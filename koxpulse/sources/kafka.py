@@ -23,8 +23,10 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from koxpulse.batches import RawBatch
 from koxpulse.errors import ConfigError, SourceError
+from koxpulse.metrics import Metrics
 
 KafkaState = int  # offset of the next message to read
+LAG_EVERY_S = 1.0  # how often a partition updates its consumer-lag gauge
 
 
 def list_partitions(
@@ -132,8 +134,11 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         idle_exit_s: float | None,
         idle_partition_s: float,
         clock_ms: Callable[[], int],
+        metrics: Metrics | None = None,
     ) -> None:
         self._topic = topic
+        self._lag = metrics.kafka_lag.labels(topic, str(partition)) if metrics else None
+        self._lag_at = 0.0
         self._idle_partition_s = idle_partition_s
         self._idle = False
         self._awake: datetime | None = None
@@ -177,6 +182,9 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
             values.append(m.value() or b"")
             offsets.append(m.offset() or 0)
         now = time.monotonic()
+        if self._lag is not None and now - self._lag_at >= LAG_EVERY_S:
+            self._lag_at = now
+            self._update_lag(next_offset=offsets[-1] + 1 if offsets else self._next)
         if self._last_message is None:
             self._last_message = now
         idle_for = now - self._last_message
@@ -199,6 +207,26 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
             else:
                 return []
         return [self._batch(values, offsets)]
+
+    def _update_lag(self, next_offset: int | None) -> None:
+        """High watermark (as last fetched, no broker round trip) minus the next offset.
+
+        Read to the end, the lag is 0 whatever the broker reports (some brokers, e.g.
+        Tansu, report a wrong high watermark; a negative difference is shown as 0).
+        """
+        assert self._lag is not None
+        if self._caught_up:
+            self._lag.set(0)
+            return
+        tp = TopicPartition(self._topic, self._partition)
+        try:
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            return
+        if high is None or high < 0:
+            return
+        start = next_offset if next_offset is not None else max(low, 0)
+        self._lag.set(max(0, high - start))
 
     def _batch(self, values: list[bytes], offsets: list[int], *, idle: bool = False) -> RawBatch:
         return RawBatch(
@@ -242,7 +270,9 @@ class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState | None]):
         idle_exit_s: float | None,
         idle_partition_s: float,
         clock_ms: Callable[[], int],
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.idle_partition_s = idle_partition_s
         self.config = dict(config)
         self.partitions = list(partitions)
@@ -266,4 +296,5 @@ class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState | None]):
             idle_exit_s=self.idle_exit_s,
             idle_partition_s=self.idle_partition_s,
             clock_ms=self.clock_ms,
+            metrics=self.metrics,
         )
