@@ -138,6 +138,7 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
             max_total_s=settings.sink_retry_max, max_backoff_s=settings.sink_backoff_max
         ),
         metrics=metrics,
+        background=True,
     )
     am_config = AlertmanagerConfig.from_settings(settings) if settings.alertmanager_urls else None
     owns_sink = settings.process_id == 0

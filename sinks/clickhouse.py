@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,6 +125,12 @@ def ensure_schema(client: Client, database: str) -> None:
         client.command(statement)
 
 
+@dataclass(slots=True)
+class _Buffers:
+    rows: dict[str, list[Sequence[Any]]]
+    arrow: dict[str, list[pa.Table]]
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How long and how often a failing write is retried.
@@ -149,6 +157,12 @@ class ClickHouseWriter:
     snapshot never covers rows that only lived in this buffer. A failing insert is
     retried with exponential backoff and jitter (see :class:`RetryPolicy`); every
     failure is logged and reported to ``on_failure``, the recovery to ``on_recovered``.
+
+    With ``background=True`` full buffers are written by a thread of their own: the
+    engine and Arrow release the GIL while they work, so inserts overlap with the
+    dataflow instead of stopping it. At most ``max_pending`` buffers wait for that
+    thread; past that ``add`` waits (back-pressure), and ``flush`` waits until every
+    handed-over buffer is written, so snapshots keep their guarantee.
     """
 
     def __init__(
@@ -165,9 +179,15 @@ class ClickHouseWriter:
         on_failure: Callable[[str, str], None] | None = None,
         on_recovered: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        background: bool = False,
+        max_pending: int = 2,
     ) -> None:
         self.target = target
         self._metrics = metrics
+        self._background = background
+        self._pending: queue.Queue[_Buffers | None] = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
@@ -178,6 +198,7 @@ class ClickHouseWriter:
         self.flush_interval_s = flush_interval_s
         self._clock = clock
         self._client = client
+        self._owns_client = client is None  # a client given by the caller stays open
         self._buffers: dict[str, list[Sequence[Any]]] = {}
         self._arrow: dict[str, list[pa.Table]] = {}
         self._buffered = 0
@@ -188,6 +209,7 @@ class ClickHouseWriter:
     def client(self) -> Client:
         if self._client is None:
             self._client = connect(self.target)
+            self._owns_client = True
             ensure_schema(self._client, self.target.database)
         return self._client
 
@@ -209,28 +231,81 @@ class ClickHouseWriter:
             self._buffered >= self.batch_rows
             or self._clock() - self._oldest >= self.flush_interval_s
         ):
-            self.flush()
+            self._hand_over()
 
     @property
     def buffered_rows(self) -> int:
         return self._buffered
 
     def flush(self) -> None:
-        """Write every buffered table; a table leaves the buffer only once it is written,
-        so a failed flush can be retried without losing rows (re-written ones replace)."""
-        for table in list(self._buffers):
-            rows = self._buffers[table]
+        """Write everything buffered and wait until it is written."""
+        self._hand_over()
+        if self._background:
+            self._pending.join()
+            self._raise_if_failed()
+
+    def _hand_over(self) -> None:
+        work = _Buffers(self._buffers, self._arrow)
+        self._buffers, self._arrow = {}, {}
+        self._buffered = 0
+        self._oldest = None
+        if not self._background:
+            try:
+                self._write(work)
+            except BaseException:
+                self._keep(work)  # what failed stays buffered for the next flush
+                raise
+            return
+        self._raise_if_failed()
+        if not work.rows and not work.arrow:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="koxpulse-clickhouse-writer", daemon=True
+            )
+            self._thread.start()
+        self._pending.put(work)  # waits while max_pending buffers are not written yet
+
+    def _keep(self, work: _Buffers) -> None:
+        for table, rows in work.rows.items():
+            self._buffers.setdefault(table, [])[:0] = rows
+            self._buffered += len(rows)
+        for table, parts in work.arrow.items():
+            self._arrow.setdefault(table, [])[:0] = parts
+            self._buffered += sum(p.num_rows for p in parts)
+
+    def _run(self) -> None:
+        while True:
+            work = self._pending.get()
+            try:
+                if work is None:
+                    return
+                if self._failed is None:
+                    self._write(work)
+            except BaseException as exc:  # reported to the dataflow at its next add/flush
+                self._failed = exc
+            finally:
+                self._pending.task_done()
+
+    def _raise_if_failed(self) -> None:
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
+
+    def _write(self, work: _Buffers) -> None:
+        """Write one set of buffers; a table leaves it only once written, so a write that
+        gives up can be retried later without losing rows (re-written ones replace)."""
+        for table in list(work.rows):
+            rows = work.rows[table]
             if rows:
                 names = list(TABLES[table].column_names)
                 self._insert(table, len(rows), partial(_insert_rows, rows=rows, names=names))
-            self._buffered -= len(self._buffers.pop(table))
-        for table in list(self._arrow):
-            parts = self._arrow[table]
+            del work.rows[table]
+        for table in list(work.arrow):
+            parts = work.arrow[table]
             block = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
             self._insert(table, block.num_rows, partial(_insert_arrow, block=block))
-            del self._arrow[table]
-            self._buffered -= block.num_rows
-        self._oldest = None
+            del work.arrow[table]
 
     def _insert(self, table: str, n: int, do: Callable[..., object]) -> None:
         """One insert, retried until it succeeds or the retry policy gives up."""
@@ -277,7 +352,11 @@ class ClickHouseWriter:
         try:
             self.flush()
         finally:
-            if self._client is not None:
+            if self._thread is not None:
+                self._pending.put(None)
+                self._thread.join(timeout=60)
+                self._thread = None
+            if self._client is not None and self._owns_client:
                 self._client.close()
                 self._client = None
 

@@ -113,3 +113,43 @@ def test_dsn_parsing_and_redaction() -> None:
     assert t.database == "koxpulse" and t.password == "" and "***" not in t.redacted
     t = ClickHouseTarget.parse("chdb://./data/x", "db")
     assert t.embedded_path is not None and t.embedded_path.endswith("/data/x")
+
+
+def test_background_writes_are_all_durable_after_flush(chdb_dir, chdb_client, database) -> None:
+    ensure_schema(chdb_client, database)
+    w = writer(chdb_dir, chdb_client, database, batch_rows=3, background=True, max_pending=1)
+    for i in range(20):
+        w.add("dead_letters", [(T0, "f", str(i), "why", "not_json", b"x", 1)])
+    w.flush()
+    count = f"SELECT count() FROM {quote_ident(database)}.dead_letters"
+    assert chdb_client.query(count).result_rows == [(20,)]
+    w.close()
+
+
+def test_a_background_write_that_gives_up_fails_the_next_call(
+    chdb_dir, chdb_client, database
+) -> None:
+    from sinks.clickhouse import RetryPolicy
+
+    ensure_schema(chdb_client, database)
+    table = f"{quote_ident(database)}.dead_letters"
+    chdb_client.command(f"ALTER TABLE {table} ADD CONSTRAINT refuse CHECK 0")
+    w = writer(
+        chdb_dir,
+        chdb_client,
+        database,
+        batch_rows=1,
+        background=True,
+        retry=RetryPolicy(max_total_s=0.3, initial_s=0.05),
+    )
+    w.add("dead_letters", [(T0, "f", "1", "why", "not_json", b"x", 1)])
+    try:
+        w.flush()
+    except Exception as exc:
+        assert "Constraint" in str(exc) and "dead_letters" in str(exc)
+    else:
+        raise AssertionError("the refused write was not reported")
+    finally:
+        chdb_client.command(f"ALTER TABLE {table} DROP CONSTRAINT refuse")
+        w.close()
+    assert w.failures >= 2
