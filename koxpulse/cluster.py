@@ -44,7 +44,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """Every setting as the ``KOXPULSE_*`` variable that reproduces it in a child."""
     env: dict[str, str] = {}
     for opt in OPTIONS:
-        env[opt.env] = _text(getattr(settings, opt.field))
+        value = getattr(settings, opt.field)
+        if value is not None:  # None: "not set", the child's own default applies
+            env[opt.env] = _text(value)
     for field, value in settings.tuning:
         env[TUNING_BY_FIELD[field].env] = _text(value)
     return env

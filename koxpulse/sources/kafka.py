@@ -155,7 +155,11 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
             )
         else:
             offset = resume
-        self._next = resume
+        # The snapshot is where a resumed run starts. Before any message was handed out that
+        # is where this run started (the committed offset, or the beginning as librdkafka's
+        # logical OFFSET_BEGINNING), never "unknown": a stop commits the group's offset, and
+        # a resume that fell back to it would skip what was read after the last snapshot.
+        self._next: int = offset
         self._consumer.assign([TopicPartition(topic, partition, offset)])
         self._last_message: float | None = None  # starts at the first poll, not at build time
         # Idle rules apply only once the partition has been read to its end: a slow first
@@ -225,7 +229,7 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
             return
         if high is None or high < 0:
             return
-        start = next_offset if next_offset is not None else max(low, 0)
+        start = next_offset if next_offset is not None and next_offset >= 0 else max(low, 0)
         self._lag.set(max(0, high - start))
 
     def _batch(self, values: list[bytes], offsets: list[int], *, idle: bool = False) -> RawBatch:
@@ -244,11 +248,10 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         return self._awake
 
     def snapshot(self) -> KafkaState | None:
-        # None until a message was handed out: a resumed run then starts where this one did
         return self._next
 
     def close(self) -> None:
-        if self._next is not None:
+        if self._next >= 0:
             # for lag monitoring; the recovery snapshot is what resumes a run
             with contextlib.suppress(KafkaException):
                 self._consumer.commit(

@@ -122,3 +122,25 @@ def test_without_idle_exit_a_caught_up_partition_keeps_waiting(broker: str) -> N
         part.close()
     assert offsets == list(range(5))
     assert not ended
+
+
+def test_a_snapshot_before_any_message_resumes_at_the_start_not_at_the_committed_offset(
+    broker: str,
+) -> None:
+    # A stop commits the group's offset; a snapshot taken before this run handed out a
+    # message must still say "from where this run started", or a resume would skip the
+    # messages read between that snapshot and the stop.
+    topic = fill(broker, 30)
+    first = partition(broker, topic, batch=100, idle_exit=0.5)
+    early = first.snapshot()
+    try:
+        offsets, ended = drain(first, 20)
+    finally:
+        first.close()  # commits offset 30 for the group
+    assert offsets == list(range(30)) and ended
+    again = partition(broker, topic, batch=100, idle_exit=0.5, resume=early)
+    try:
+        offsets, ended = drain(again, 20)
+    finally:
+        again.close()
+    assert offsets == list(range(30))
