@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--repeats", type=int, default=3, help="file replay repeats")
-    parser.add_argument("--kafka-repeats", type=int, default=3)
+    parser.add_argument("--kafka-repeats", type=int, default=2)
     parser.add_argument(
         "--latency-lateness", type=_floats, default=(60.0, 5.0), help="seconds, comma-separated"
     )

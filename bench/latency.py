@@ -205,10 +205,10 @@ def run_latency(
     rate: float,
     lateness: float,
     *,
-    warmup: float = 10.0,
+    warmup: float = 5.0,
     span: float = 60.0,
     incidents: int = 60,
-    margin: float = 15.0,
+    margin: float = 10.0,
 ) -> dict[str, Any]:
     tag = f"lat{lateness:g}"
     chdb = workdir / f"chdb-{tag}"
