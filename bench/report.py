@@ -90,6 +90,22 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
             f"p50 {_fmt(s['p50_s'])} s; window wait p50 {_fmt(lat['window_wait']['p50_s'])} s; "
             f"{lat['rate_achieved']:,} events/s; {s['missed']} of {lat['incidents']} missed",
         )
+    growth = memory_growth(doc.get("memory", []))
+    if "on" in growth:
+        g = growth["on"]
+        add(
+            f"peak RSS levels off: {g['large_users'] / 1e6:g}M ÷ {g['small_users'] / 1e6:g}M "
+            "distinct users (detectors on)",
+            round(g["ratio"], 2),
+            "≤ 1.1×",
+            g["ratio"] <= 1.1,
+            f"{g['small']:,.0f} → {g['large']:,.0f} MiB"
+            + (
+                f"; detectors off {growth['off']['small']:,.0f} → {growth['off']['large']:,.0f}"
+                if "off" in growth
+                else ""
+            ),
+        )
     for m in doc.get("memory", []):
         if m["distinct_users"] == 1_000_000 and m.get("detectors", True):
             add(
@@ -298,8 +314,11 @@ def _memory(doc: dict[str, Any]) -> list[str]:
             f"| {m['distinct_users']:,}{note} | {m['events']:,} | **{m['peak_rss_mib']:,.0f}** | "
             f"{m['seconds']:,.1f} |"
         )
-    curve: list[dict[str, Any]] = next((m["curve"] for m in runs if m.get("curve")), [])
-    if curve:
+    lines.append("")
+    for m in runs:
+        curve: list[dict[str, Any]] = m.get("curve") or []
+        if not curve:
+            continue
         marks = [100_000, 250_000, 500_000, 1_000_000, 2_000_000, 3_000_000, 4_000_000]
         marks += [5_000_000, 6_000_000, 7_000_000]
         points = []
@@ -307,11 +326,54 @@ def _memory(doc: dict[str, Any]) -> list[str]:
             p = next((c for c in curve if c["messages"] >= mark), None)
             if p is not None:
                 points.append(f"{mark / 1e6:g}M: {p['rss_mib']:,.0f}")
-        lines += [
-            "",
-            "RSS (MiB) of the largest run after N events read: " + ", ".join(points) + ".",
-        ]
+        det = "on" if m.get("detectors", True) else "off"
+        lines.append(
+            f"- RSS (MiB) after N events read, {m['distinct_users']:,} users, detectors {det}: "
+            + ", ".join(points)
+            + "."
+        )
+    growth = memory_growth(runs)
+    for det, g in growth.items():
+        lines.append(
+            f"- detectors {det}: peak {g['small']:,.0f} MiB at {g['small_users']:,} users, "
+            f"{g['large']:,.0f} MiB at {g['large_users']:,} users "
+            f"({g['mib_per_million_users']:,.0f} MiB more per million distinct users)."
+        )
+    first = next((m["curve"][0] for m in runs if m.get("curve")), None)
+    lines.append(
+        f"- Peaks from {runs[0].get('peak_from', 'ru_maxrss')}."
+        + (
+            f" Right after start-up ({first['messages']:,} events read) the process already "
+            f"holds {first['rss_mib']:,.0f} MiB: Python, Bytewax, the libraries and embedded "
+            "ClickHouse (chDB)."
+            if first
+            else ""
+        )
+    )
     return lines
+
+
+def memory_growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Peak RSS at 1M users and at the largest size, per detectors setting."""
+    out: dict[str, dict[str, float]] = {}
+    for det in (True, False):
+        rs = sorted(
+            (m for m in runs if m.get("detectors", True) is det), key=lambda m: m["distinct_users"]
+        )
+        small = next((m for m in rs if m["distinct_users"] >= 1_000_000), None)
+        if small is None or rs[-1] is small:
+            continue
+        large = rs[-1]
+        millions = (large["distinct_users"] - small["distinct_users"]) / 1e6
+        out["on" if det else "off"] = {
+            "small_users": small["distinct_users"],
+            "small": small["peak_rss_mib"],
+            "large_users": large["distinct_users"],
+            "large": large["peak_rss_mib"],
+            "ratio": large["peak_rss_mib"] / small["peak_rss_mib"],
+            "mib_per_million_users": (large["peak_rss_mib"] - small["peak_rss_mib"]) / millions,
+        }
+    return out
 
 
 def _detectors(doc: dict[str, Any]) -> list[str]:
