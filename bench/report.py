@@ -421,8 +421,12 @@ def _profile(doc: dict[str, Any]) -> list[str]:
     ]
     for t in others:
         lines.append(
-            f"Thread {t['thread']}: {t['seconds']:.1f} s of samples (the ClickHouse writer "
-            "thread inserts Arrow batches; chDB releases the GIL while it works)."
+            f"Other thread, {t['thread']}: {t['seconds']:.1f} s of samples"
+            + (
+                " (it inserts Arrow batches into chDB, which releases the GIL while it works)."
+                if "clickhouse" in t["thread"]
+                else "."
+            )
         )
     if doc.get("where_time_goes"):
         lines += ["", doc["where_time_goes"]]
