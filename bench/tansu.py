@@ -106,6 +106,10 @@ def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[tuple[st
 
 
 if __name__ == "__main__":  # a broker by hand: python -m bench.tansu
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     with tansu() as (addr, _pid):
         print(addr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
