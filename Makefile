@@ -66,8 +66,26 @@ integration: $(STAMP) tools
 test: lint typecheck tools
 	$(BIN)/pytest -q tests
 
-bench: $(STAMP)
-	$(BIN)/python -m bench
+# `make bench` also needs the bench extra (py-spy) and Quix Streams, the peer it is compared
+# with. Quix pins confluent-kafka below koxpulse's version, so it gets an environment of its
+# own inside .venv; if it cannot be installed the benchmark says so instead of comparing.
+BENCH_STAMP := $(VENV)/.bench-installed
+QUIX_VENV := $(VENV)/quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+$(QUIX_STAMP): bench/requirements-quix.txt
+	@test -x $(QUIX_VENV)/bin/python || $(PY) -m venv $(QUIX_VENV)
+	@$(QUIX_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r bench/requirements-quix.txt && touch $(QUIX_STAMP) \
+		|| echo "bench: Quix Streams could not be installed; the comparison will say why"
+
+bench: $(BENCH_STAMP) $(QUIX_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .mypy_cache .ruff_cache
