@@ -22,11 +22,23 @@ from koxpulse.settings import (
     OPTIONS_BY_FIELD,
     TUNING_BY_FIELD,
     Settings,
+    _positive_int,
     load,
     markdown_table,
 )
 
 EXIT_USAGE = 2
+# every command that talks to Kafka takes the same security options
+KAFKA_SECURITY = (
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password_file",
+    "kafka_ca",
+    "kafka_cert",
+    "kafka_key",
+    "kafka_hostname_check",
+)
 DEFAULT_NAB = Path("../shared/nab")
 
 
@@ -81,14 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "kafka_bootstrap",
         "kafka_topics",
         "kafka_group",
-        "kafka_security_protocol",
-        "kafka_sasl_mechanism",
-        "kafka_sasl_username",
-        "kafka_sasl_password_file",
-        "kafka_ca",
-        "kafka_cert",
-        "kafka_key",
-        "kafka_hostname_check",
+        *KAFKA_SECURITY,
         "idle_exit",
         "idle_partition",
         "recovery_dir",
@@ -149,14 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(
         prod,
         "kafka_bootstrap",
-        "kafka_security_protocol",
-        "kafka_sasl_mechanism",
-        "kafka_sasl_username",
-        "kafka_sasl_password_file",
-        "kafka_ca",
-        "kafka_cert",
-        "kafka_key",
-        "kafka_hostname_check",
+        *KAFKA_SECURITY,
     )
 
     rec = sub.add_parser(
@@ -354,13 +352,6 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="print the effective settings, or the README table")
     st.add_argument("--markdown", action="store_true", help="print the settings table")
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError("must be a positive integer")
-    return value
 
 
 def _metric_list(text: str) -> tuple[str, ...]:

@@ -156,7 +156,7 @@ class ClickHouseWriter:
     ``flush`` must run before a recovery snapshot is committed, so that a
     snapshot never covers rows that only lived in this buffer. A failing insert is
     retried with exponential backoff and jitter (see :class:`RetryPolicy`); every
-    failure is logged and reported to ``on_failure``, the recovery to ``on_recovered``.
+    failure is logged and counted in ``metrics`` (``sink_errors``, ``sink_up``).
 
     With ``background=True`` full buffers are written by a thread of their own: the
     engine and Arrow release the GIL while they work, so inserts overlap with the
@@ -176,8 +176,6 @@ class ClickHouseWriter:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        on_failure: Callable[[str, str], None] | None = None,
-        on_recovered: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         background: bool = False,
         max_pending: int = 2,
@@ -191,8 +189,6 @@ class ClickHouseWriter:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random(0)
-        self._on_failure = on_failure
-        self._on_recovered = on_recovered
         self.failures = 0
         self.batch_rows = batch_rows
         self.flush_interval_s = flush_interval_s
@@ -232,10 +228,6 @@ class ClickHouseWriter:
             or self._clock() - self._oldest >= self.flush_interval_s
         ):
             self._hand_over()
-
-    @property
-    def buffered_rows(self) -> int:
-        return self._buffered
 
     def flush(self) -> None:
         """Write everything buffered and wait until it is written."""
@@ -326,8 +318,6 @@ class ClickHouseWriter:
                 if self._metrics is not None:
                     self._metrics.sink_errors.labels("clickhouse", table).inc()
                     self._metrics.sink_up.set(0)
-                if self._on_failure is not None:
-                    self._on_failure(table, str(error))
                 waited = self._clock() - started
                 if self.retry.max_total_s and waited >= self.retry.max_total_s:
                     raise error from exc
@@ -344,8 +334,6 @@ class ClickHouseWriter:
             log.warning("ClickHouse at %s takes writes again", self.target.redacted)
             if self._metrics is not None:
                 self._metrics.sink_up.set(1)
-            if self._on_recovered is not None:
-                self._on_recovered()
         self.rows_written[table] = self.rows_written.get(table, 0) + n
 
     def close(self) -> None:
