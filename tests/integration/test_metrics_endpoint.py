@@ -9,7 +9,6 @@ the counters must equal what the simulator says it wrote.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,7 +21,7 @@ from confluent_kafka import Producer
 from koxpulse.produce import route
 from koxpulse.simulator import companion_paths, simulate
 from tests.conftest import KOXPULSE, ROOT
-from tests.integration.conftest import OUTPUT_TOPICS, broker_binary, create_topic, free_port
+from tests.integration.conftest import OUTPUT_TOPICS, free_port, tansu
 from tests.integration.test_kafka_replay import without_late_events
 
 TOPIC = "t.metrics.events"
@@ -30,31 +29,8 @@ TOPIC = "t.metrics.events"
 
 @pytest.fixture(scope="module")
 def own_broker() -> Iterator[str]:
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        address = f"127.0.0.1:{port}"
-        for topic in (TOPIC, *OUTPUT_TOPICS):
-            create_topic(address, topic)
+    with tansu(topics=(TOPIC, *OUTPUT_TOPICS)) as address:
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def scrape(port: int) -> dict[str, float]:
