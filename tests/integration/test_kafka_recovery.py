@@ -18,20 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from koxpulse.simulator import simulate
 from tests.conftest import KOXPULSE, ROOT, run_cli
 from tests.integration.tables import read_tables
-from tests.integration.test_kafka_replay import without_late_events
+from tests.integration.test_kafka_replay import late_free_stream
 
 RUN_ARGS = ("--idle-exit", "4", "--idle-partition", "600", "--progress", "on")
 
 
 @pytest.fixture
 def produced(fresh_broker: str, tmp_path: Path) -> tuple[str, Path]:
-    stream = tmp_path / "s.jsonl"
-    simulate(stream, hours=10, seed=11, scale=0.25, incidents=True)
-    sent = tmp_path / "sent.jsonl"
-    without_late_events(stream, sent)
+    _, sent = late_free_stream(tmp_path, hours=10, seed=11, scale=0.25, incidents=True)
     proc = run_cli("produce", "--input", str(sent), "--kafka", fresh_broker)
     assert proc.returncode == 0, proc.stderr
     return fresh_broker, sent
@@ -81,10 +77,7 @@ def test_sigterm_then_sigkill_three_times_then_resume_gives_the_crash_free_table
     run is stopped at a random moment while a part is still arriving: so every stop
     lands in the middle of work, however fast the machine is."""
     broker = fresh_broker
-    stream = tmp_path / "s.jsonl"
-    simulate(stream, hours=10, seed=11, scale=0.25, incidents=True)
-    sent = tmp_path / "sent.jsonl"
-    without_late_events(stream, sent)
+    _, sent = late_free_stream(tmp_path, hours=10, seed=11, scale=0.25, incidents=True)
     parts = split_lines(sent, 5, tmp_path)
 
     store = tmp_path / "recovery"

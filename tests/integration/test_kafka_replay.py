@@ -18,6 +18,18 @@ from tests.integration.tables import read_tables
 from tests.integration.test_replay_exact import KPI_SQL, assert_kpis_equal, query
 
 
+def late_free_stream(
+    tmp_path: Path, *, hours: float, seed: int, scale: float, incidents: bool = False
+) -> tuple[Path, Path]:
+    """A simulated stream and, beside it, the same stream without its late events
+    (what the Kafka tests send); the ground truth stays with the full stream."""
+    stream = tmp_path / "s.jsonl"
+    simulate(stream, hours=hours, seed=seed, scale=scale, incidents=incidents)
+    sent = tmp_path / "sent.jsonl"
+    without_late_events(stream, sent)
+    return stream, sent
+
+
 def without_late_events(src: Path, dst: Path) -> None:
     """Lateness is judged per partition; drop the few deliberately late events so the
     Kafka partitioning cannot judge them differently from the single file."""
@@ -35,10 +47,7 @@ def without_late_events(src: Path, dst: Path) -> None:
 def test_kafka_run_equals_the_ground_truth_with_dead_letters_from_topics(
     broker: str, tmp_path: Path
 ) -> None:
-    stream = tmp_path / "s.jsonl"
-    simulate(stream, hours=6, seed=4, scale=0.1, incidents=True)
-    sent = tmp_path / "sent.jsonl"
-    without_late_events(stream, sent)
+    stream, sent = late_free_stream(tmp_path, hours=6, seed=4, scale=0.1, incidents=True)
     proc = run_cli("produce", "--input", str(sent), "--kafka", broker)
     assert proc.returncode == 0, proc.stderr
     dsn = f"chdb://{tmp_path / 'ch'}"

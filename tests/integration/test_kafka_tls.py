@@ -8,9 +8,10 @@ import socket
 import time
 from pathlib import Path
 
-from koxpulse.simulator import companion_paths, simulate
+from koxpulse.simulator import companion_paths
 from tests.conftest import run_cli
 from tests.integration.conftest import tansu
+from tests.integration.test_kafka_replay import late_free_stream
 from tests.integration.test_replay_exact import KPI_SQL, assert_kpis_equal, query
 from tests.integration.tls import Certs, make_certs, recorder, tls_proxy
 
@@ -80,12 +81,7 @@ def test_a_wrong_ca_fails_fast_and_the_right_one_carries_the_stream(tmp_path: Pa
             proc, elapsed = tls_run(f"localhost:{port}", other.ca, tmp_path)
             assert_one_line_failure(proc, elapsed, "certificate verify failed")
 
-            stream = tmp_path / "s.jsonl"
-            simulate(stream, hours=1, seed=8, scale=0.05)
-            sent = tmp_path / "sent.jsonl"
-            from tests.integration.test_kafka_replay import without_late_events
-
-            without_late_events(stream, sent)
+            stream, sent = late_free_stream(tmp_path, hours=1, seed=8, scale=0.05)
             tls = ("--kafka-security-protocol", "SSL", "--kafka-ca", str(certs.ca))
             p = run_cli("produce", "--input", str(sent), "--kafka", f"localhost:{port}", *tls)
             assert p.returncode == 0, p.stderr

@@ -19,10 +19,10 @@ import pytest
 from confluent_kafka import Producer
 
 from koxpulse.produce import route
-from koxpulse.simulator import companion_paths, simulate
+from koxpulse.simulator import companion_paths
 from tests.conftest import KOXPULSE, ROOT
 from tests.integration.conftest import OUTPUT_TOPICS, free_port, tansu
-from tests.integration.test_kafka_replay import without_late_events
+from tests.integration.test_kafka_replay import late_free_stream
 
 TOPIC = "t.metrics.events"
 
@@ -63,10 +63,7 @@ def produce(broker: str, path: Path) -> int:
 
 def test_live_run_serves_metrics_that_match_the_input(own_broker: str, tmp_path: Path) -> None:
     broker = own_broker
-    stream = tmp_path / "s.jsonl"
-    simulate(stream, hours=3, seed=9, scale=0.1)
-    sent_file = tmp_path / "sent.jsonl"
-    without_late_events(stream, sent_file)
+    stream, sent_file = late_free_stream(tmp_path, hours=3, seed=9, scale=0.1)
     sent = produce(broker, sent_file)
     expected = json.loads(companion_paths(stream).expected.read_text())
     port = free_port()
