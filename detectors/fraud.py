@@ -57,7 +57,8 @@ class FraudParams:
     farm_device_code_window_ms: int = 10 * MINUTE
     farm_device_codes_min_users: int = 2
     farm_device_outlet_redemptions: bool = False
-    """Count redemptions made at an outlet (store terminals) towards device rules."""
+    """Count redemptions made at an outlet (store terminals) towards the user and device
+    rules (off: those are outlet_self_redemption's to judge)."""
     farm_max_entities: int = 500_000
     """Hard cap on remembered users, and on remembered devices."""
 
@@ -93,6 +94,10 @@ class FraudParams:
     travel_min_km: float = 300.0
     travel_window_ms: int = 24 * HOUR
     travel_max_users: int = 2_000_000
+
+    fold_into_outlet_ms: int = 30 * MINUTE
+    """Reward farming at an outlet reported for self-redemption within this long is that
+    outlet's incident (its staff accounts and till), not a second one."""
 
     # all
     emit_interval_ms: int = MINUTE
@@ -217,16 +222,28 @@ class FraudDetectors:
         if cls is Scan:
             dup, farm, cross, travel = self._on_scan
             dup(ev, t, out)
+            n = len(out)
             farm(ev, t, out)
+            if len(out) > n and ev.outlet_id is not None:  # type: ignore[union-attr]
+                self._fold_into_outlet(ev.outlet_id, t, out, n)  # type: ignore[union-attr]
             cross(ev, t, out)
             travel(ev, t, out)
         elif cls is Redemption:
             farm, outlet = self._on_redemption
-            farm(ev, t, out)
             outlet(ev, t, out)
+            n = len(out)
+            farm(ev, t, out)
+            if len(out) > n and ev.outlet_id is not None:  # type: ignore[union-attr]
+                self._fold_into_outlet(ev.outlet_id, t, out, n)  # type: ignore[union-attr]
         elif cls is Shipment:
             self._on_shipment(ev, t, out)
         return out
+
+    def _fold_into_outlet(self, outlet: str, t: int, out: list[Observation], n: int) -> None:
+        """Drop reward-farming observations ``out[n:]`` made at an outlet already reported
+        for self-redemption: staff cashing rewards out at their own till is one incident."""
+        if self.outlet_self_redemption.flagged_within(outlet, t, self.params.fold_into_outlet_ms):
+            del out[n:]
 
     def expire(self, now: int) -> None:
         """Drop state older than each detector's window, as of event time ``now``."""

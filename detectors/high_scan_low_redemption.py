@@ -14,7 +14,10 @@ buckets,
 * the expected number of redemptions is large enough to judge,
 * redemptions are below ``ratio_threshold`` of the expected number, and
 * so few redemptions would be very unlikely by chance (Poisson lower tail below
-  ``max_p``), which keeps small outlets with noisy counts from alerting.
+  ``max_p``) even against what at most ``p_scan_cap`` × the usual number of scans
+  would bring. Redemptions of a sudden surge of scans arrive later, so a small
+  outlet whose scans double for half an hour is short of its "expected" number
+  for a while by lag alone; a genuine failure is short of the usual level too.
 
 It resolves (stops observing) once redemptions recover above
 ``recover_ratio`` of expected. Baselines learn only from buckets that were
@@ -89,6 +92,8 @@ class HighScanLowRedemption:
     ``min_expected`` [20] expected redemptions needed to judge;
     ``sustain`` [2] consecutive low buckets before firing;
     ``max_p`` [1e-4] the chance of so few redemptions must be below this;
+    ``p_scan_cap`` [1.5] scans above this multiple of usual do not raise the number the
+    chance is computed against (0: no cap);
     ``alpha`` [0.1] learning rate of the hourly baselines.
     """
 
@@ -104,6 +109,7 @@ class HighScanLowRedemption:
         min_expected: float = 20.0,
         sustain: int = 2,
         max_p: float = 1e-4,
+        p_scan_cap: float = 1.5,
         alpha: float = 0.1,
         max_entities: int = 200_000,
     ) -> None:
@@ -116,6 +122,7 @@ class HighScanLowRedemption:
         self.min_expected = min_expected
         self.sustain = sustain
         self.max_p = max_p
+        self.p_scan_cap = p_scan_cap
         self.alpha = alpha
         self.max_entities = max_entities
         self.entities: dict[str, _Entity] = {}
@@ -142,6 +149,11 @@ class HighScanLowRedemption:
         if e.buckets_seen >= self.warmup_buckets and usual_s is not None and usual_r is not None:
             expected = min(usual_r, 1.0) * w_scans  # a code is redeemed at most once
             ratio = w_reds / expected if expected > 0 else 1.0
+            p_expected = (
+                min(usual_r, 1.0) * min(w_scans, self.p_scan_cap * usual_s)
+                if self.p_scan_cap > 0
+                else expected
+            )
             judged = w_scans >= self.scan_floor * usual_s and expected >= self.min_expected
             if e.firing:
                 low = judged and ratio < self.recover_ratio
@@ -149,7 +161,7 @@ class HighScanLowRedemption:
                 low = (
                     judged
                     and ratio < self.ratio_threshold
-                    and poisson_cdf(w_reds, expected) < self.max_p
+                    and poisson_cdf(w_reds, p_expected) < self.max_p
                 )
             if low:
                 e.low_streak += 1
@@ -170,3 +182,8 @@ class HighScanLowRedemption:
     def firing(self, entity: str) -> bool:
         e = self.entities.get(entity)
         return e is not None and e.firing
+
+    def looks_low(self, entity: str) -> bool:
+        """True while the entity's latest bucket was low or it is firing."""
+        e = self.entities.get(entity)
+        return e is not None and (e.firing or e.low_streak > 0)

@@ -245,6 +245,11 @@ class OutletSelfRedemptionDetector:
             rec.emit = t
             out.append(self._observation(oid, rec, t, b, rate, dev if burst else None))
 
+    def flagged_within(self, outlet_id: str, t: int, within_ms: int) -> bool:
+        """Whether the outlet was reported within ``within_ms`` before event time ``t``."""
+        rec = self._outlets.get(outlet_id)
+        return rec is not None and 0 <= t - rec.emit <= within_ms
+
     def _group(self, ev: Redemption, t: int, b: int) -> _Level | None:
         key = (ev.region, ev.channel)
         g = self._groups.get(key)

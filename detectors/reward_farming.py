@@ -62,8 +62,11 @@ class RewardFarmingDetector:
       least ``device_codes_min_users`` (2) accounts: a single-account device is reported
       as its user, and a household sharing a phone is allowed twice a person's codes.
     - ``device_outlet_redemptions`` (False): whether redemptions made *at an outlet*
-      count for devices. Off by default because a store's redemption terminal serves
-      many customers by design; outlet_self_redemption watches those.
+      count at all, for users and devices. Off by default because a store's
+      redemption terminal serves many customers by design, and an account that
+      redeems many codes at one till is store staff cashing rewards out, which is
+      outlet_self_redemption's incident (one alert per incident, not two). A farmer's
+      own scans count either way.
     - ``max_users``, ``max_devices`` (500,000 each), ``max_items`` (1,000 codes or
       accounts per entity): hard caps; the oldest are dropped first.
     - ``emit_interval_ms`` (60 s): at most one observation per entity per interval.
@@ -159,8 +162,10 @@ class RewardFarmingDetector:
             self._device(ev, t, out)
 
     def on_redemption(self, ev: Redemption, t: int, out: list[Observation]) -> None:
+        if ev.outlet_id is not None and not self.device_outlet_redemptions:
+            return
         self._user(ev, t, out)
-        if ev.device_id is not None and (ev.outlet_id is None or self.device_outlet_redemptions):
+        if ev.device_id is not None:
             self._device(ev, t, out)
 
     def _user(self, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:

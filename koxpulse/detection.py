@@ -243,10 +243,16 @@ class Detection:
             for okey in sorted(self.outlets):
                 scans, reds = outlets.get(okey, (0, 0))
                 verdict = self.outlet_hslr.update("|".join(okey), b, scans=scans, redemptions=reds)
-                # an outlet inside a region-wide incident is part of that incident, not its own
-                last = self.region_hslr_last.get(f"{okey[0]}|{okey[1]}")
+                # An outlet inside a region-wide incident is part of that incident, not its own,
+                # also while the region's shortfall is building up but has not fired yet.
+                region_key = f"{okey[0]}|{okey[1]}"
+                last = self.region_hslr_last.get(region_key)
                 window = self.outlet_hslr.window_buckets * BUCKET_MS
-                if verdict is not None and (last is None or b - last > window):
+                if (
+                    verdict is not None
+                    and (last is None or b - last > window)
+                    and not self.region_hslr.looks_low(region_key)
+                ):
                     obs.append(self._hslr_obs("outlet", okey[2], okey[0], okey[1], b, verdict))
             stale = [k for k, last in self.outlets.items() if b - last > 2 * 86_400_000]
             for k in stale:

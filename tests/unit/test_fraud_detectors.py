@@ -330,6 +330,41 @@ def test_store_terminal_redemptions_do_not_count_for_devices() -> None:
     assert {o.entity_type for o in feed(counted, till)} == {"device"}
 
 
+def test_store_terminal_redemptions_do_not_count_for_users_either() -> None:
+    # a clerk account redeeming 25 codes at its own till: outlet_self_redemption's to judge
+    clerk = [
+        (redeem(f"c{k}", "clerk", outlet="SD-OFF-0001", device="till"), T0 + k * 10_000)
+        for k in range(25)
+    ]
+    assert feed(RewardFarmingDetector(), clerk) == []
+    online = [(redeem(f"c{k}", "farmer"), T0 + k * 10_000) for k in range(25)]
+    assert [o.entity_id for o in feed(RewardFarmingDetector(), online)] == ["farmer"]
+
+
+def test_farming_at_an_outlet_reported_for_self_redemption_is_that_incident() -> None:
+    fraud = FraudDetectors()
+    t = T0
+    # 30 redemptions in 3 minutes from one till: the outlet's device-burst rule fires
+    for k in range(30):
+        fraud.update(redeem(f"x{k}", f"clerk{k % 3}", outlet="SD-OFF-0056", device="till"), t)
+        t += 6_000
+    assert fraud.outlet_self_redemption.flagged_within("SD-OFF-0056", t, 60_000)
+    # one clerk then scans 25 codes at the same outlet: no separate reward_farming alert
+    kinds = []
+    for k in range(25):
+        kinds += [o.kind for o in fraud.update(scan(f"y{k}", "clerk0", outlet="SD-OFF-0056"), t)]
+        t += 6_000
+    assert "reward_farming" not in kinds
+    # the same scans at another outlet are farming
+    other = FraudDetectors()
+    found = [
+        o.kind
+        for k in range(25)
+        for o in other.update(scan(f"y{k}", "clerk0", outlet="SD-OFF-0057"), T0 + k * 6_000)
+    ]
+    assert found == ["reward_farming"]
+
+
 def test_reward_farming_state_expires_and_is_capped() -> None:
     det = RewardFarmingDetector()
     feed(

@@ -54,6 +54,18 @@ def test_everything_down_is_not_high_scan_low_redemption() -> None:
     assert run(HighScanLowRedemption(), data) == []
 
 
+def test_a_small_outlet_whose_scans_jump_is_not_short_by_lag_alone() -> None:
+    # usual: 8 scans and 7 redemptions an hour; then scans treble for an hour while the
+    # redemptions of those scans have not come yet (3 an hour): short of 3 x 7 = 21
+    # "expected", but not of what the usual scans bring, so no page
+    normal = [(8 // 6 + (b % 6 < 2), 7 // 6 + (b % 6 < 1)) for b in range(6 * 36)]
+    surge = [(4, 0 if b % 2 else 1) for b in range(12)]
+    data = normal + surge
+    assert run(HighScanLowRedemption(min_expected=15, sustain=3), data) == []
+    uncapped = HighScanLowRedemption(min_expected=15, sustain=3, p_scan_cap=0)
+    assert run(uncapped, data) != []
+
+
 def test_poisson_tail() -> None:
     assert abs(poisson_cdf(0, 2.0) - 0.1353352832) < 1e-9
     assert abs(poisson_cdf(3, 10.0) - 0.0103360506) < 1e-9
