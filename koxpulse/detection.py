@@ -29,17 +29,25 @@ _ORDER = lambda item: (item[1], item[0].event_id)  # noqa: E731
 HOUR_MS = 3_600_000
 HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
-# a rate computed from fewer events than this says nothing
-MIN_DENOMINATOR = 50
 
 
 @dataclass(frozen=True, slots=True)
 class DetectionParams:
     """Tunables of the series detectors (fraud thresholds live in ``FraudParams``)."""
 
-    kpi_threshold: float = 0.95  # detector score at or above which a bucket is anomalous
+    kpi_threshold: float = 0.8  # detector score at or above which a bucket is anomalous
     kpi_warmup_buckets: int = 108  # 18 h of 10-minute buckets per series before alerts
-    kpi_band_k: float = 5.0  # band = usual ± k × robust spread, shown in details
+    kpi_band_k: float = 6.5  # band = usual ± k × robust spread, shown in details
+    # ... and at least this far from usual, relative to it: a 10 % wobble of a volatile
+    # series is not worth a page even when it leaves a narrow band
+    kpi_min_change: float = 0.5
+    # a rate (redemption, repurchase) is judged only over at least this many scans or
+    # buyers in the trailing hour: at night, lagging redemptions of the evening's scans
+    # make an hourly rate swing far above 100 % by themselves
+    kpi_rate_min_denominator: int = 200
+    # a series outside its band this many buckets in a row alerts at a lower score
+    kpi_sustain: int = 3
+    kpi_sustain_threshold: float = 0.3
     quiet_ms: int = 30 * 60_000  # an incident resolves after this long without evidence
     outlet_window_buckets: int = 6  # 1 h, like regions; smaller outlets are simply not judged
     outlet_min_expected: float = 15.0
@@ -53,7 +61,7 @@ class _Band:
     centre: list[float | None] = field(default_factory=lambda: [None] * 24)
     spread: list[float] = field(default_factory=lambda: [0.0] * 24)
 
-    def update(self, slot: int, x: float, alpha: float = 0.1) -> None:
+    def update(self, slot: int, x: float, alpha: float = 0.1, *, outside: bool = False) -> None:
         c = self.centre[slot]
         if c is None:
             self.centre[slot] = x
@@ -63,7 +71,7 @@ class _Band:
         limit = 3 * s if s > 0 else abs(dev)
         step = max(-limit, min(limit, dev)) if limit > 0 else dev
         self.centre[slot] = c + alpha * step
-        self.spread[slot] = s + alpha * (abs(dev) - s)
+        self.spread[slot] = s + alpha * ((abs(step) if outside else abs(dev)) - s)
 
     def band(self, slot: int, k: float, n: float | None) -> tuple[float, float] | None:
         """Usual range; never narrower than sampling noise allows (Poisson or binomial).
@@ -88,36 +96,53 @@ class _SeriesMonitor:
 
     def __init__(self, params: DetectionParams) -> None:
         self.params = params
-        # The NAB defaults, re-timed for 10-minute buckets: a daily profile of 144 slots that
-        # may be used after one day (the contract arms KPI alerts within 48 h), a 30-day
+        # The NAB defaults, re-timed for 10-minute buckets: an hour-of-day profile (24 slots,
+        # each seen six times a day, so it is usable after one day where 144 ten-minute
+        # slots seen once a day were not; it also matches the band's slots) that may be
+        # used after one day (the contract arms KPI alerts within 48 h), a 30-day
         # memory so an old outage stops masking new ones, and 6 h of post-alert damping.
         self.model = SeasonalRobustDetector(
             warmup=params.kpi_warmup_buckets,
-            slots_per_day=144,
+            slots_per_day=24,
             seasonal_warmup_days=1.0,
             half_life=30 * 144,
             refractory=36,
         )
         self.band = _Band()
         self.seen = 0
+        self.streak = 0  # buckets in a row outside the band
 
     def step(
-        self, t: int, x: float, n: float | None = None
+        self, t: int, x: float, n: float | None = None, *, sustained: bool = True
     ) -> tuple[float, tuple[float, float] | None, bool]:
         when = ms_to_datetime(t)
         slot = (t // 3_600_000) % 24
         score = self.model.score_one(x, when)
         band = self.band.band(slot, self.params.kpi_band_k, n)
         self.seen += 1
-        flagged = (
-            self.seen > self.params.kpi_warmup_buckets
-            and score >= self.params.kpi_threshold
+        p = self.params
+        unusual = (
+            self.seen > p.kpi_warmup_buckets
             and band is not None
             and not band[0] <= x <= band[1]
+            and abs(x - (band[0] + band[1]) / 2)
+            >= p.kpi_min_change * max(abs(band[0] + band[1]) / 2, 1e-9)
+        )
+        self.streak = self.streak + 1 if unusual else 0
+        # The detector is a novelty score: it is strongest on the first bucket of a change and
+        # then absorbs it. A change it scored only moderately is still an incident once it
+        # has stayed outside the usual band for a sustained stretch. Not for rates: a stream
+        # whose order history starts empty sees its repurchase rate climb for weeks, and
+        # lagging redemptions drift with the day; only a sharp change of a rate alerts.
+        flagged = unusual and (
+            score >= p.kpi_threshold
+            or (sustained and self.streak >= p.kpi_sustain and score >= p.kpi_sustain_threshold)
         )
         if not flagged:  # thresholding never learns from the points it flags
             self.model.learn_one(x, when)
-            self.band.update(slot, x)
+            # and a point outside the usual range moves the band by no more than a clipped
+            # step: one unflagged bucket of an outage must not make the rest look usual
+            self.band.update(slot, x, outside=band is not None and not band[0] <= x <= band[1])
         return score, band, flagged
 
 
@@ -278,13 +303,12 @@ class Detection:
         h_buyers = sum(r.buyers for r in recent)
         h_repeat = sum(r.repeat_buyers for r in recent)
         full = len(recent) == HOUR_BUCKETS
+        min_n = self.params.kpi_rate_min_denominator
         values: dict[str, float | None] = {
             "scans": float(bucket.scans),
             "orders": float(bucket.orders),
-            "redemption_rate": h_reds / h_scans if full and h_scans >= MIN_DENOMINATOR else None,
-            "repurchase_rate": h_repeat / h_buyers
-            if full and h_buyers >= MIN_DENOMINATOR
-            else None,
+            "redemption_rate": h_reds / h_scans if full and h_scans >= min_n else None,
+            "repurchase_rate": h_repeat / h_buyers if full and h_buyers >= min_n else None,
         }
         denominators = {"redemption_rate": h_scans, "repurchase_rate": h_buyers}
         for metric in METRICS:
@@ -294,10 +318,14 @@ class Detection:
             mon = self.series.get((region, channel, metric))
             if mon is None:
                 mon = self.series[(region, channel, metric)] = _SeriesMonitor(self.params)
-            score, band, flagged = mon.step(b, x, denominators.get(metric))
-            last_hslr = self.region_hslr_last.get(f"{region}|{channel}")
-            if metric == "redemption_rate" and last_hslr is not None and b - last_hslr <= HOUR_MS:
-                flagged = False  # the same incident, already reported as 高扫码低核销
+            score, band, flagged = mon.step(
+                b, x, denominators.get(metric), sustained=not metric.endswith("_rate")
+            )
+            if metric == "redemption_rate" and band is not None and x < band[0]:
+                # Redemptions falling behind scans is 高扫码低核销 by definition: its detector
+                # judges it against the learned delay and reports it once, as that kind (and
+                # when scans fall too, the scans series reports "everything down").
+                flagged = False
             if flagged and band is not None:
                 window = 60 if metric.endswith("_rate") else BUCKET_MS // 60_000
                 obs.append(self._kpi_obs(region, channel, metric, b, x, band, score, window))

@@ -536,10 +536,16 @@ _TUNING_HELP = {
     "kpi_threshold": "kpi_anomaly: detector score at or above which a bucket is anomalous",
     "kpi_warmup_buckets": "kpi_anomaly: 10-minute buckets of history before alerts",
     "kpi_band_k": "kpi_anomaly: width of the usual band, in robust standard deviations",
+    "kpi_min_change": "kpi_anomaly: least change from usual that alerts, relative to usual",
+    "kpi_rate_min_denominator": "kpi_anomaly: scans or buyers an hourly rate needs to be judged",
+    "kpi_sustain": "kpi_anomaly: buckets in a row outside the band that lower the threshold",
+    "kpi_sustain_threshold": "kpi_anomaly: detector score that alerts after a sustained stretch",
     "quiet_ms": "alerts: resolve after this much event time without evidence (ms)",
     "outlet_window_buckets": "high_scan_low_redemption: outlet window in 10-minute buckets",
     "outlet_min_expected": "high_scan_low_redemption: expected redemptions an outlet needs",
     "outlet_sustain": "high_scan_low_redemption: low buckets in a row before an outlet fires",
+    "fold_into_outlet_ms": "reward_farming: at an outlet reported for self-redemption within "
+    "this long, part of that incident (ms)",
 }
 
 

@@ -1,0 +1,81 @@
+"""The detection step on KPI rows: a midday orders outage is one kpi_anomaly, noise is none."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from koxpulse.detection import Detection
+from koxpulse.kpi import KpiOutput, KpiRow
+
+MIN = 60_000
+T0 = 1_763_222_400_000  # 2025-11-15T16:00:00Z, midnight in Beijing
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    # Knuth; lam stays small per minute
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def rows(seed: int, minutes: int, outage: range | None) -> list[KpiRow]:
+    """Per-minute rows of one region x channel with a daily rhythm (Beijing daytime busy)."""
+    rng = random.Random(seed)
+    out: list[KpiRow] = []
+    for m in range(minutes):
+        hour = (m // 60) % 24
+        busy = 1.0 if 8 <= hour < 22 else 0.25
+        scans = _poisson(rng, 12 * busy)
+        reds = _poisson(rng, 5 * busy)
+        orders = 0 if outage is not None and m in outage else _poisson(rng, 6 * busy)
+        buyers = orders
+        repeat = sum(rng.random() < 0.4 for _ in range(buyers))
+        out.append(
+            (
+                T0 + m * MIN,
+                "CN-SC",
+                "ecommerce",
+                scans,
+                scans,
+                scans,
+                reds,
+                orders,
+                orders * 50.0,
+                buyers,
+                repeat,
+                reds / scans if scans else None,
+                repeat / buyers if buyers else None,
+                1,
+            )
+        )
+    return out
+
+
+def replay(data: list[KpiRow]) -> dict[str, object]:
+    det = Detection()
+    latest: dict[str, object] = {}
+    for i in range(0, len(data), 10):
+        chunk = data[i : i + 10]
+        closed = chunk[-1][0] + MIN
+        for alert in det.process(KpiOutput(rows=chunk, closed_through=closed)):
+            latest[alert.alert_id] = alert
+    return latest
+
+
+def test_steady_traffic_raises_nothing() -> None:
+    for seed in range(3):
+        assert replay(rows(seed, 40 * 60, None)) == {}, seed
+
+
+def test_a_midday_orders_outage_is_one_kpi_anomaly() -> None:
+    start = 36 * 60  # 12:00 Beijing on the second day
+    alerts = list(replay(rows(1, 40 * 60, range(start, start + 60))).values())
+    assert [a.kind for a in alerts] == ["kpi_anomaly"]  # type: ignore[attr-defined]
+    a = alerts[0]
+    assert a.details["metric"] == "orders" and a.details["direction"] == "down"  # type: ignore[attr-defined]
+    assert T0 + start * MIN <= a.starts_at <= T0 + (start + 60) * MIN  # type: ignore[attr-defined]
+    assert (a.region, a.channel) == ("CN-SC", "ecommerce")  # type: ignore[attr-defined]
