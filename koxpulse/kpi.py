@@ -128,6 +128,10 @@ class KpiOutput:
     ok: int = 0
     duplicates: int = 0
     closed_through: int | None = None  # every minute before this is final
+    # Every event before this time (epoch ms) has been accepted or refused: no later batch
+    # brings an accepted event with ``ts < watermark``. Event-granular, never behind
+    # ``closed_through``, never decreasing; None until every partition has a watermark.
+    watermark: int | None = None
     ok_by_type: dict[str, int] = field(default_factory=dict)
     duplicates_by_type: dict[str, int] = field(default_factory=dict)
     received_at_ms: int | None = None  # when the batch behind this output was read
@@ -166,6 +170,8 @@ class KpiAggregator:
         self.key_ids: dict[Key, int] = {}
         self.key_names: list[Key] = []
         self.closed_before: int | None = None
+        # the published watermark (KpiOutput.watermark): an event behind it is late
+        self.frontier: int | None = None
         self.seen: set[str] = set()
         # ids by the newest event time of the batch that brought them, for expiry
         self.seen_batches: list[tuple[int, list[str]]] = []
@@ -226,8 +232,10 @@ class KpiAggregator:
 
         minutes = ts - ts % MINUTE_MS
         late = set(batch.late) - drop if batch.late else set()
-        if self.closed_before is not None:
-            too_old = np.flatnonzero(minutes < self.closed_before).tolist()
+        if self.frontier is not None:
+            # Behind the published watermark: only possible for a partition that was not
+            # waited for (idle, or not yet heard from); see _global_watermark.
+            too_old = np.flatnonzero(ts < self.frontier).tolist()
             if too_old:
                 late.update(i for i in too_old if i not in drop)
         for i in sorted(late):
@@ -292,7 +300,10 @@ class KpiAggregator:
         """Slowest watermark over partitions still reading; None while one is unknown.
 
         An idle partition is not waited for: its silence must not hold other partitions'
-        windows open. If it wakes up with old events, they count as late.
+        windows open. If it wakes up with events behind the watermark already published
+        (``KpiOutput.watermark``), they count as late: detection has judged up to there.
+        A partition that is waited for can never deliver such an event, since its own
+        lateness rule refuses anything behind its watermark, which is at or past this one.
         """
         done = self.finished | self.idle
         if any(p not in self.watermarks and p not in done for p in self.expected):
@@ -322,7 +333,15 @@ class KpiAggregator:
             frontier = wm - wm % MINUTE_MS
             if self.closed_before is None or frontier > self.closed_before:
                 self.closed_before = frontier
+        if everything or wm is not None:
+            # The global watermark can step back when an idle partition wakes up behind it;
+            # the published one never does (what is behind it stays late).
+            now = _INFINITY if everything else wm
+            assert now is not None
+            if self.frontier is None or now > self.frontier:
+                self.frontier = now
         out.closed_through = self.closed_before
+        out.watermark = self.frontier
         if wm is not None and wm != _INFINITY:
             self._expire(wm)
 
