@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, is_, itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,9 @@ _AMOUNT = attrgetter("amount")
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 _INFINITY = 2**62
+_NEVER = -(2**62)  # "no earlier order" for the repeat-buyer comparison
+RELEASE_PER_BATCH = 20_000  # entries of closed minutes' sets freed per batch at least
+LAZY_DISTINCT = 50_000  # entries past which a minute keeps its distinct counts up as it goes
 
 
 def _count_types(into: dict[str, int], events: Iterable[AnyEvent]) -> None:
@@ -79,10 +83,47 @@ def _count_types(into: dict[str, int], events: Iterable[AnyEvent]) -> None:
 _TYPE_NAMES: dict[type, str] = {Scan: "scan", Redemption: "redemption", Order: "order"}
 
 
+def _add_distinct(
+    seen: set[tuple[int, str]], counts: Counter[int] | None, pairs: Iterable[tuple[int, str]]
+) -> Counter[int] | None:
+    """Add (key, value) pairs to ``seen``; returns the distinct count per key, or None while
+    that is still cheap to work out when the minute closes.
+
+    A busy minute holds millions of pairs, and one counting pass over them then stalls the
+    stream for most of a second: past ``LAZY_DISTINCT`` the count is kept up as pairs come
+    (new pairs only, found from the small side). Small minutes (a replay's) keep the
+    cheaper plain update.
+    """
+    if counts is None:
+        seen.update(pairs)
+        return Counter(map(_FIRST, seen)) if len(seen) >= LAZY_DISTINCT else None
+    new = set(pairs).difference(seen)
+    if new:
+        seen.update(new)
+        counts.update(map(_FIRST, new))
+    return counts
+
+
+def _distinct(seen: set[tuple[int, str]], counts: Counter[int] | None) -> Counter[int]:
+    return Counter(map(_FIRST, seen)) if counts is None else counts
+
+
 class Minute:
     """Everything counted for one minute, by (region, channel) key id."""
 
-    __slots__ = ("buyers", "codes", "keys", "orders", "redemptions", "revenue", "scanners", "scans")
+    __slots__ = (
+        "buyers",
+        "codes",
+        "keys",
+        "n_buyers",
+        "n_codes",
+        "n_scanners",
+        "orders",
+        "redemptions",
+        "revenue",
+        "scanners",
+        "scans",
+    )
 
     def __init__(self) -> None:
         self.keys: set[int] = set()
@@ -93,6 +134,10 @@ class Minute:
         self.codes: set[tuple[int, str]] = set()
         self.scanners: set[tuple[int, str]] = set()
         self.buyers: set[tuple[int, str]] = set()
+        # distinct counts per key once the sets are big (see _add_distinct)
+        self.n_codes: Counter[int] | None = None
+        self.n_scanners: Counter[int] | None = None
+        self.n_buyers: Counter[int] | None = None
 
     def add(self, events: list[AnyEvent], keys: list[int]) -> None:
         self.keys.update(keys)
@@ -102,8 +147,12 @@ class Minute:
             scans = list(compress(events, is_scan))
             skeys = list(compress(keys, is_scan))
             self.scans.update(skeys)
-            self.codes.update(zip(skeys, map(_CODE, scans), strict=True))
-            self.scanners.update(zip(skeys, map(_USER, scans), strict=True))
+            self.n_codes = _add_distinct(
+                self.codes, self.n_codes, zip(skeys, map(_CODE, scans), strict=True)
+            )
+            self.n_scanners = _add_distinct(
+                self.scanners, self.n_scanners, zip(skeys, map(_USER, scans), strict=True)
+            )
         is_red = list(map(is_, classes, repeat(Redemption)))
         if True in is_red:
             self.redemptions.update(compress(keys, is_red))
@@ -112,7 +161,9 @@ class Minute:
             orders = list(compress(events, is_order))
             okeys = list(compress(keys, is_order))
             self.orders.update(okeys)
-            self.buyers.update(zip(okeys, map(_USER, orders), strict=True))
+            self.n_buyers = _add_distinct(
+                self.buyers, self.n_buyers, zip(okeys, map(_USER, orders), strict=True)
+            )
             revenue = self.revenue
             for key, amount in zip(okeys, map(_AMOUNT, orders), strict=True):
                 revenue[key] = revenue.get(key, 0.0) + amount
@@ -179,6 +230,15 @@ class KpiAggregator:
         self.dedup_evictions = 0
         self._version = 0
         self._last_purge = 0
+        self._junk: list[set[tuple[int, str]]] = []  # closed minutes' sets, being released
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_junk"] = []  # garbage: not part of a snapshot
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # -- public -----------------------------------------------------------------------
 
@@ -197,12 +257,15 @@ class KpiAggregator:
         if batch.eof:
             self.finished.add(part)
         self._close_until(self._global_watermark(), out)
+        if self._junk:
+            self._release()
         return out
 
     def flush(self) -> KpiOutput:
         """Close every open window: the end of all input."""
         out = KpiOutput()
         self._close_until(None, out, everything=True)
+        self._junk.clear()
         return out
 
     @property
@@ -264,6 +327,22 @@ class KpiAggregator:
         out.duplicates += dups
         if self.keep_accepted:
             out.accepted.extend(zip(events, ts.tolist(), strict=True))
+
+    def _release(self) -> None:
+        """Free a slice of the closed minutes' sets: dropping a busy minute's sets at once
+        (millions of entries) would stall the stream for most of a second."""
+        junk = self._junk
+        # at least a fixed slice, more when closed minutes pile up faster than batches come
+        budget = max(RELEASE_PER_BATCH, sum(map(len, junk)) // 32)
+        while junk and budget > 0:
+            entries = junk[-1]
+            n = min(budget, len(entries))
+            pop = entries.pop
+            for _ in repeat(None, n):
+                pop()
+            budget -= n
+            if not entries:
+                junk.pop()
 
     def _key_ids(self, events: list[AnyEvent]) -> list[int]:
         """Small integer ids for (region, channel): cheaper to hash in every set and counter."""
@@ -349,32 +428,26 @@ class KpiAggregator:
         last_order = self.last_order
         since = minute - self.repeat_lookback_ms
         version = self._version = max(self._version + 1, self.version_clock())
-        codes = Counter(map(_FIRST, state.codes)).get
-        scanners = Counter(map(_FIRST, state.scanners)).get
+        codes = _distinct(state.codes, state.n_codes).get
+        scanners = _distinct(state.scanners, state.n_scanners).get
         scans_of = state.scans.get
         reds_of = state.redemptions.get
         orders_of = state.orders.get
         revenue_of = state.revenue.get
-        buyers: dict[int, list[str]] = {}
-        for key, user in state.buyers:
-            buyers.setdefault(key, []).append(user)
+        buyers_of = _distinct(state.buyers, state.n_buyers).get
+        # repeat buyers per key in C-level passes: a busy minute has hundreds of thousands
+        buyer_keys = list(map(_FIRST, state.buyers))
+        users = list(map(_SECOND, state.buyers))
+        before = map(last_order.get, users, repeat(_NEVER))
+        repeats = Counter(compress(buyer_keys, map(since.__le__, before))).get
         names = self.key_names
         append = out.rows.append
         for key in sorted(state.keys, key=names.__getitem__):
             scans = scans_of(key, 0)
             reds = reds_of(key, 0)
-            users = buyers.get(key)
-            if users:
-                n_buyers = len(users)
-                repeat_n = 0
-                for user in users:
-                    prev = last_order.get(user)
-                    if prev is not None and prev >= since:
-                        repeat_n += 1
-                repurchase: float | None = repeat_n / n_buyers
-            else:
-                n_buyers = repeat_n = 0
-                repurchase = None
+            n_buyers = buyers_of(key, 0)
+            repeat_n = repeats(key, 0)
+            repurchase: float | None = repeat_n / n_buyers if n_buyers else None
             region, channel = names[key]
             append(
                 (
@@ -395,7 +468,11 @@ class KpiAggregator:
                 )
             )
         # Only after every key of this minute: orders in the same minute are not "before".
-        last_order.update(dict.fromkeys(map(_SECOND, state.buyers), minute))
+        last_order.update(zip(users, repeat(minute)))
+        # A busy minute's sets are released a slice per batch, not all at once here.
+        self._junk.extend(
+            x for x in (state.codes, state.scanners, state.buyers) if len(x) > LAZY_DISTINCT
+        )
 
     def _expire(self, wm: int) -> None:
         # The slowest partition's newest event time is wm + lateness: an id older than
