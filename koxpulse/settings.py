@@ -293,6 +293,15 @@ OPTIONS: tuple[Option, ...] = (
         _positive_int,
     ),
     Option(
+        "gc_full_interval",
+        "--gc-full-interval",
+        600.0,
+        "Seconds between full garbage collections during a run; Python's automatic full "
+        "passes, each a stall of up to a second with a live run's state, are off "
+        "(0: Python's default)",
+        _non_negative_float,
+    ),
+    Option(
         "sink_batch_rows",
         "--sink-batch-rows",
         50_000,
@@ -609,6 +618,7 @@ class Settings:
     dedup_max_ids: int = 2_000_000
     repeat_lookback_days: int = 90
     batch_lines: int = 2000
+    gc_full_interval: float = 600.0
     sink_batch_rows: int = 50_000
     sink_flush_interval: float = 2.0
     sink_retry_max: float = 0.0
