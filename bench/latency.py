@@ -222,6 +222,15 @@ class WatermarkSampler:
                         self.delays.append(now - wm - self.lateness)
 
 
+def textfile_total(path: Path, name: str) -> float:
+    """Sum of a counter over its labels in a metrics textfile."""
+    total = 0.0
+    for line in path.read_text().splitlines():
+        if line.startswith((f"{name} ", f"{name}{{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_for_endpoint(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -339,6 +348,7 @@ def run_latency(
         "incidents": len(plan),
         "alertmanager_status": "installed" if am_url else "not installed (make tools)",
         "koxpulse_histograms": textfile_histograms(textfile),
+        "late_events": int(textfile_total(textfile, "koxpulse_late_events_total")),
     }
     wait: list[float] = []
     for inc in plan:

@@ -163,7 +163,8 @@ OPTIONS: tuple[Option, ...] = (
         "idle_partition",
         "--idle-partition",
         10.0,
-        "Seconds without messages after which a partition no longer holds windows open",
+        "Seconds without messages after which a partition no longer holds windows or fraud "
+        "detection back (low latency: below --allowed-lateness, e.g. 0.5)",
         _non_negative_float,
     ),
     Option(
@@ -261,7 +262,8 @@ OPTIONS: tuple[Option, ...] = (
         "allowed_lateness",
         "--allowed-lateness",
         60.0,
-        "Seconds an event may trail the newest event of its partition before it is late",
+        "Seconds an event may trail the newest event of its partition before it is late; "
+        "also how long fraud alerts wait for their events (low latency: 1)",
         _non_negative_float,
     ),
     Option(
