@@ -201,7 +201,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="file replay repeats")
     parser.add_argument("--kafka-repeats", type=int, default=2)
     parser.add_argument(
-        "--latency-lateness", type=_floats, default=(60.0, 5.0), help="seconds, comma-separated"
+        "--latency-lateness",
+        type=_floats,
+        default=(60.0, 1.0),
+        help="allowed lateness of each latency run, seconds, comma-separated",
+    )
+    parser.add_argument(
+        "--latency-idle-partition",
+        type=float,
+        default=0.5,
+        help="koxpulse --idle-partition in the latency runs (the low-latency setting)",
+    )
+    parser.add_argument(
+        "--latency-shipments",
+        type=float,
+        default=None,
+        help="shipments' share of the live stream (default 0.0025: every partition moves; "
+        "e.g. 0.00001 for a sparse topic)",
     )
     parser.add_argument("--latency-span", type=float, default=60.0)
     parser.add_argument("--latency-incidents", type=int, default=60)
@@ -268,6 +284,8 @@ def main() -> None:
                         lateness,
                         span=args.latency_span,
                         incidents=args.latency_incidents,
+                        idle_partition=args.latency_idle_partition,
+                        shipment_share=args.latency_shipments,
                     )
                 )
         if "memory" not in skip:

@@ -1,9 +1,9 @@
 """Event → alert latency under a steady live load (``bench.live``), p50/p99.
 
 One run: a fresh Tansu broker and a real Alertmanager; ``koxpulse run --kafka`` with
-detectors on, ``--alertmanager`` and a chosen ``--allowed-lateness``; then the live
-generator at ``rate`` events per second with fraud incidents stamped with the wall
-clock. For each incident, from the wall time its trigger event was produced:
+detectors on, ``--alertmanager``, a chosen ``--allowed-lateness`` and ``--idle-partition``;
+then the live generator at ``rate`` events per second with fraud incidents stamped with
+the wall clock. For each incident, from the wall time its trigger event was produced:
 
 - **Alertmanager**: until the alert is first listed by Alertmanager's v2 API (polled
   every 50 ms, so up to 50 ms late);
@@ -13,12 +13,14 @@ clock. For each incident, from the wall time its trigger event was produced:
   while koxpulse owns it, so the insert itself, up to ``--sink-flush-interval``
   later, is not observed).
 
-koxpulse judges fraud on closed one-minute event-time windows: a minute closes once
-every partition's newest event is past its end plus the allowed lateness. Each
-latency is split into the *window wait* (from the trigger to the earliest moment its
-minute could close, minute end + allowed lateness, in wall time since ``ts`` is the
-wall clock) and the rest (*after close*: the watermark catching up, detection,
-delivery).
+koxpulse judges an event once the watermark (the slowest partition's newest event
+time minus the allowed lateness) has passed it. Each latency is split into the
+*watermark wait* (from the trigger to the earliest moment the watermark can pass it,
+its ``ts`` plus the allowed lateness, in wall time since ``ts`` is the wall clock: the
+allowed lateness itself) and the rest (*after the watermark*: reading, the slowest
+partition catching up, detection, delivery). The *watermark delay* samples koxpulse's
+watermark gauge every 0.1 s: wall time minus watermark minus allowed lateness, i.e. how
+far the slowest partition's processed events trail the wall clock.
 """
 
 from __future__ import annotations
@@ -187,6 +189,48 @@ def textfile_histograms(path: Path) -> dict[str, dict[str, float | None]]:
     }
 
 
+class WatermarkSampler:
+    """Wall time minus ``koxpulse_watermark_seconds`` minus the lateness, every 0.1 s."""
+
+    def __init__(self, port: int, lateness: float) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.lateness = lateness
+        self.delays: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> WatermarkSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as r:
+                    body = r.read().decode()
+            except OSError:
+                continue
+            now = time.time()
+            for line in body.splitlines():
+                if line.startswith("koxpulse_watermark_seconds "):
+                    wm = float(line.rsplit(" ", 1)[1])
+                    if wm > 0:
+                        self.delays.append(now - wm - self.lateness)
+
+
+def textfile_total(path: Path, name: str) -> float:
+    """Sum of a counter over its labels in a metrics textfile."""
+    total = 0.0
+    for line in path.read_text().splitlines():
+        if line.startswith((f"{name} ", f"{name}{{")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def wait_for_endpoint(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -209,13 +253,15 @@ def run_latency(
     span: float = 60.0,
     incidents: int = 60,
     margin: float = 10.0,
+    idle_partition: float = 0.5,
+    shipment_share: float | None = None,
 ) -> dict[str, Any]:
-    tag = f"lat{lateness:g}"
+    tag = f"lat{lateness:g}" + ("" if shipment_share is None else f"-ship{shipment_share:g}")
     chdb = workdir / f"chdb-{tag}"
     textfile = workdir / f"metrics-{tag}.prom"
     inc_file = workdir / f"incidents-{tag}.jsonl"
     log = workdir / f"koxpulse-{tag}.log"
-    tail = 60.0 + lateness + margin
+    tail = lateness + margin
     port = free_port()
     with (
         tansu() as (broker, _),
@@ -240,6 +286,8 @@ def run_latency(
             "on",
             "--allowed-lateness",
             str(lateness),
+            "--idle-partition",
+            str(idle_partition),
             "--metrics-port",
             str(port),
             "--metrics-address",
@@ -254,21 +302,24 @@ def run_latency(
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_for_endpoint(port, proc)
-            gen = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.live",
-                    broker,
-                    str(rate),
-                    str(warmup),
-                    str(span),
-                    str(tail),
-                    str(incidents),
-                    str(inc_file),
-                ],
-                check=False,
-            )
+            extra = [] if shipment_share is None else ["7", str(shipment_share)]
+            with WatermarkSampler(port, lateness) as sampler:
+                gen = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.live",
+                        broker,
+                        str(rate),
+                        str(warmup),
+                        str(span),
+                        str(tail),
+                        str(incidents),
+                        str(inc_file),
+                        *extra,
+                    ],
+                    check=False,
+                )
             if gen.returncode != 0:
                 raise SystemExit("bench: the live generator failed")
             proc.wait(timeout=300)
@@ -289,18 +340,23 @@ def run_latency(
         del sources["alertmanager"]
     result: dict[str, Any] = {
         "allowed_lateness_s": lateness,
+        "idle_partition_s": idle_partition,
+        "shipment_share": 0.0025 if shipment_share is None else shipment_share,
         "rate_requested": rate,
         "rate_achieved": round(produced["rate"]),
         "events_produced": produced["sent"],
         "incidents": len(plan),
         "alertmanager_status": "installed" if am_url else "not installed (make tools)",
         "koxpulse_histograms": textfile_histograms(textfile),
+        "late_events": int(textfile_total(textfile, "koxpulse_late_events_total")),
     }
     wait: list[float] = []
     for inc in plan:
-        close = (inc["trigger_ts_ms"] // 60_000 + 1) * 60.0 + lateness
-        wait.append(close - inc["trigger_at"])
-    result["window_wait"] = summary(wait)
+        wait.append(inc["trigger_ts_ms"] / 1000 + lateness - inc["trigger_at"])
+    result["watermark_wait"] = summary(wait)
+    # the warm-up is left out: the first samples include the pipeline's start
+    delays = sampler.delays[int(len(sampler.delays) * warmup / (warmup + span + tail)) :]
+    result["watermark_delay"] = summary(delays)
     by_kind: dict[str, dict[str, Any]] = {}
     for name, seen in sources.items():
         lat: list[float] = []
@@ -318,7 +374,7 @@ def run_latency(
             **summary(lat),
             "missed": len(missed),
             "missed_incidents": missed,
-            "after_close": summary(after),
+            "after_watermark": summary(after),
         }
     result["by_kind_p50_s"] = {
         k: {n: round(percentile(v, 50) or 0.0, 3) for n, v in d.items()}

@@ -1,15 +1,16 @@
 """A live event stream at a steady rate, with labelled fraud incidents, into Kafka.
 
-``python -m bench.live BROKER RATE WARMUP SPAN TAIL INCIDENTS OUT [SEED]`` produces
-valid contract events stamped with the wall clock (``ts`` in epoch ms, taken when
-the event is handed to the producer) for ``WARMUP + SPAN + TAIL`` seconds at
+``python -m bench.live BROKER RATE WARMUP SPAN TAIL INCIDENTS OUT [SEED [SHIPMENTS]]``
+produces valid contract events stamped with the wall clock (``ts`` in epoch ms, taken
+when the event is handed to the producer) for ``WARMUP + SPAN + TAIL`` seconds at
 ``RATE`` events per second, each to its type's topic keyed by ``event_id`` (as
 ``koxpulse produce`` does). Background traffic is a steady mix of a campaign day
 (scans 60 %, redemptions 25 %, orders 14.75 %, shipments 0.25 % so that every
-partition of every topic keeps moving), a million users in eight regions with a
-device each, every code scanned once, scans geolocated near the user's home: none of
-it trips a fraud detector, and the detectors that compare with a usual level are
-still warming up.
+partition of every topic keeps moving; ``SHIPMENTS`` sets the shipments' share instead,
+e.g. 0.00001 for a sparse topic whose partitions stay silent for seconds), a million
+users in eight regions with a device each, every code scanned once, scans geolocated
+near the user's home: none of it trips a fraud detector, and the detectors that
+compare with a usual level are still warming up.
 
 ``INCIDENTS`` fraud incidents are spread evenly over the ``SPAN`` seconds after the
 warm-up (so their position within the minute is uniform), cycling through four kinds
@@ -24,8 +25,8 @@ that fire from the first events:
 The last event of each incident is its trigger: ``OUT`` gets one JSON line per
 incident with its kind, entity id and the wall time (seconds) at which the trigger
 was produced, then a last line with the achieved rate. The tail keeps traffic flowing
-long enough for every incident's minute to close (one minute plus the allowed
-lateness).
+long enough for the watermark to pass every incident (the allowed lateness and a
+margin).
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def incident(kind: str, n: int, start: float) -> Incident:
 class Background:
     """Cheap, valid, detector-neutral events."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, shipment_share: float = 0.0025) -> None:
         self.rng = random.Random(seed)
+        self.order_below = 1.0 - shipment_share
         self.n = 0
         self.recent: deque[tuple[str, int]] = deque(maxlen=5000)  # (code, user) of scans
 
@@ -210,7 +212,7 @@ class Background:
                 "device_id": f"d{k}",
                 "amount": 1.88,
             }
-        elif x < 0.9975:
+        elif x < self.order_below:
             doc = {
                 "event_id": eid,
                 "type": "order",
@@ -243,6 +245,7 @@ def main(
     incidents: int,
     out: str,
     seed: int = 7,
+    shipment_share: float = 0.0025,
 ) -> None:
     producer = Producer(
         {
@@ -253,7 +256,7 @@ def main(
             "enable.idempotence": True,
         }
     )
-    bg = Background(seed)
+    bg = Background(seed, shipment_share)
     total = warmup + span + tail
     plan = [
         incident(KINDS[i % len(KINDS)], i, warmup + span * (i + 0.5) / incidents)
@@ -328,4 +331,5 @@ if __name__ == "__main__":
         int(a[5]),
         a[6],
         *(int(x) for x in a[7:8]),
+        *(float(x) for x in a[8:9]),
     )

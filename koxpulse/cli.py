@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dedup_max_ids",
         "repeat_lookback_days",
         "batch_lines",
+        "gc_full_interval",
         "sink_batch_rows",
         "sink_flush_interval",
         "sink_retry_max",

@@ -11,9 +11,12 @@ incident is one alert with a stable id that resolves when it has been quiet.
 
 from __future__ import annotations
 
+import heapq
 import math
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from detectors.fraud import FraudDetectors, FraudParams
@@ -22,10 +25,13 @@ from detectors.seasonal_robust import SeasonalRobustDetector
 from koxpulse.alerts import Alert, AlertTracker, Observation
 from koxpulse.events import AnyEvent, Redemption, Scan
 from koxpulse.kpi import KpiOutput, KpiRow
-from koxpulse.timeutil import MINUTE_MS, ms_to_datetime, ms_to_iso
+from koxpulse.timeutil import ms_to_datetime, ms_to_iso
 
 BUCKET_MS = 600_000
 _ORDER = lambda item: (item[1], item[0].event_id)  # noqa: E731
+_TS = itemgetter(1)
+_FIRST = itemgetter(0)
+Run = list[tuple[AnyEvent, int]]  # accepted events of one batch, in (ts, event_id) order
 HOUR_MS = 3_600_000
 HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
@@ -185,30 +191,32 @@ class Detection:
         self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
         self.outlets: dict[tuple[str, str, str], int] = {}  # outlet key -> last bucket seen
         self.next_bucket: int | None = None
-        # accepted events by minute, until the minute closes (see process)
-        self.pending: dict[int, list[tuple[AnyEvent, int]]] = {}
+        # accepted events not judged yet, until the watermark passes them (see process):
+        # one sorted run per batch, in a heap by (first event time, arrival number)
+        self.pending: list[tuple[int, int, Run]] = []
+        self.runs = 0  # runs ever held: the arrival number of the next one
 
     # -- entry point ---------------------------------------------------------------------
 
     def process(self, out: KpiOutput) -> list[Alert]:
-        """Fraud detectors see each minute's events once the minute is final, in event-time
-        order (ties by event id): the same events then give the same alerts however they were
-        spread over partitions or interleaved, and after a resume as in a run that never
-        stopped. An alert's ``starts_at`` is the event time of its evidence, so waiting for
-        the minute to close does not move it."""
+        """Fraud detectors see an event as soon as the aggregator's watermark has passed it
+        (``ts < out.watermark``), in event-time order (ties by event id). Nothing accepted
+        later can be behind that watermark (the aggregator refuses such events as late), so
+        every event is judged exactly once, in one global (ts, event_id) order: the same
+        events give the same alerts however they were spread over partitions, batched or
+        interleaved, and after a resume as in a run that never stopped. Each batch judges
+        what the watermark moved past, so the work follows the stream instead of coming
+        in one burst per minute. An alert's ``starts_at`` is the event time of its
+        evidence, so the wait does not move it."""
         alerts: list[Alert] = []
         observe = self.tracker.observe_all
+        if out.accepted:
+            self._hold(out.accepted)
+        wm = out.watermark
         pending = self.pending
-        for ev, t in out.accepted:
-            m = t - t % MINUTE_MS
-            bucket = pending.get(m)
-            if bucket is None:
-                bucket = pending[m] = []
-            bucket.append((ev, t))
+        if wm is not None and pending and pending[0][0] < wm:
+            self._judge_events(self._take_before(wm), alerts)
         closed = out.closed_through
-        if closed is not None and pending:
-            for m in sorted(k for k in pending if k + MINUTE_MS <= closed):
-                self._judge_events(sorted(pending.pop(m), key=_ORDER), alerts)
         for row in out.rows:
             self._add_row(row)
         if closed is not None and closed < 2**61:
@@ -217,7 +225,31 @@ class Detection:
             alerts.extend(self.tracker.advance(closed))
         return alerts
 
-    def _judge_events(self, events: list[tuple[AnyEvent, int]], alerts: list[Alert]) -> None:
+    def _hold(self, accepted: list[tuple[AnyEvent, int]]) -> None:
+        run = sorted(accepted, key=_ORDER)
+        heapq.heappush(self.pending, (run[0][1], self.runs, run))
+        self.runs += 1
+
+    def _take_before(self, wm: int) -> Run:
+        """Every pending event with ``ts < wm``, in (ts, event_id) order, ties by arrival."""
+        pending = self.pending
+        taken: list[tuple[int, Run]] = []
+        while pending and pending[0][0] < wm:
+            _, n, run = heapq.heappop(pending)
+            i = bisect_left(run, wm, key=_TS)
+            if i < len(run):
+                rest = run[i:]
+                heapq.heappush(pending, (rest[0][1], n, rest))
+                run = run[:i]
+            taken.append((n, run))
+        if len(taken) == 1:
+            return taken[0][1]
+        taken.sort(key=_FIRST)  # by arrival, so that the stable sort breaks ties by arrival
+        events = [e for _, run in taken for e in run]
+        events.sort(key=_ORDER)  # merges the sorted runs
+        return events
+
+    def _judge_events(self, events: Run, alerts: list[Alert]) -> None:
         observe = self.tracker.observe_all
         update = self.fraud.update
         outlet_buckets = self.outlet_buckets

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import attrgetter, is_, itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,9 @@ _AMOUNT = attrgetter("amount")
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
 _INFINITY = 2**62
+_NEVER = -(2**62)  # "no earlier order" for the repeat-buyer comparison
+RELEASE_PER_BATCH = 20_000  # entries of closed minutes' sets freed per batch at least
+LAZY_DISTINCT = 50_000  # entries past which a minute keeps its distinct counts up as it goes
 
 
 def _count_types(into: dict[str, int], events: Iterable[AnyEvent]) -> None:
@@ -79,10 +83,47 @@ def _count_types(into: dict[str, int], events: Iterable[AnyEvent]) -> None:
 _TYPE_NAMES: dict[type, str] = {Scan: "scan", Redemption: "redemption", Order: "order"}
 
 
+def _add_distinct(
+    seen: set[tuple[int, str]], counts: Counter[int] | None, pairs: Iterable[tuple[int, str]]
+) -> Counter[int] | None:
+    """Add (key, value) pairs to ``seen``; returns the distinct count per key, or None while
+    that is still cheap to work out when the minute closes.
+
+    A busy minute holds millions of pairs, and one counting pass over them then stalls the
+    stream for most of a second: past ``LAZY_DISTINCT`` the count is kept up as pairs come
+    (new pairs only, found from the small side). Small minutes (a replay's) keep the
+    cheaper plain update.
+    """
+    if counts is None:
+        seen.update(pairs)
+        return Counter(map(_FIRST, seen)) if len(seen) >= LAZY_DISTINCT else None
+    new = set(pairs).difference(seen)
+    if new:
+        seen.update(new)
+        counts.update(map(_FIRST, new))
+    return counts
+
+
+def _distinct(seen: set[tuple[int, str]], counts: Counter[int] | None) -> Counter[int]:
+    return Counter(map(_FIRST, seen)) if counts is None else counts
+
+
 class Minute:
     """Everything counted for one minute, by (region, channel) key id."""
 
-    __slots__ = ("buyers", "codes", "keys", "orders", "redemptions", "revenue", "scanners", "scans")
+    __slots__ = (
+        "buyers",
+        "codes",
+        "keys",
+        "n_buyers",
+        "n_codes",
+        "n_scanners",
+        "orders",
+        "redemptions",
+        "revenue",
+        "scanners",
+        "scans",
+    )
 
     def __init__(self) -> None:
         self.keys: set[int] = set()
@@ -93,6 +134,10 @@ class Minute:
         self.codes: set[tuple[int, str]] = set()
         self.scanners: set[tuple[int, str]] = set()
         self.buyers: set[tuple[int, str]] = set()
+        # distinct counts per key once the sets are big (see _add_distinct)
+        self.n_codes: Counter[int] | None = None
+        self.n_scanners: Counter[int] | None = None
+        self.n_buyers: Counter[int] | None = None
 
     def add(self, events: list[AnyEvent], keys: list[int]) -> None:
         self.keys.update(keys)
@@ -102,8 +147,12 @@ class Minute:
             scans = list(compress(events, is_scan))
             skeys = list(compress(keys, is_scan))
             self.scans.update(skeys)
-            self.codes.update(zip(skeys, map(_CODE, scans), strict=True))
-            self.scanners.update(zip(skeys, map(_USER, scans), strict=True))
+            self.n_codes = _add_distinct(
+                self.codes, self.n_codes, zip(skeys, map(_CODE, scans), strict=True)
+            )
+            self.n_scanners = _add_distinct(
+                self.scanners, self.n_scanners, zip(skeys, map(_USER, scans), strict=True)
+            )
         is_red = list(map(is_, classes, repeat(Redemption)))
         if True in is_red:
             self.redemptions.update(compress(keys, is_red))
@@ -112,7 +161,9 @@ class Minute:
             orders = list(compress(events, is_order))
             okeys = list(compress(keys, is_order))
             self.orders.update(okeys)
-            self.buyers.update(zip(okeys, map(_USER, orders), strict=True))
+            self.n_buyers = _add_distinct(
+                self.buyers, self.n_buyers, zip(okeys, map(_USER, orders), strict=True)
+            )
             revenue = self.revenue
             for key, amount in zip(okeys, map(_AMOUNT, orders), strict=True):
                 revenue[key] = revenue.get(key, 0.0) + amount
@@ -128,6 +179,10 @@ class KpiOutput:
     ok: int = 0
     duplicates: int = 0
     closed_through: int | None = None  # every minute before this is final
+    # Every event before this time (epoch ms) has been accepted or refused: no later batch
+    # brings an accepted event with ``ts < watermark``. Event-granular, never behind
+    # ``closed_through``, never decreasing; None until every partition has a watermark.
+    watermark: int | None = None
     ok_by_type: dict[str, int] = field(default_factory=dict)
     duplicates_by_type: dict[str, int] = field(default_factory=dict)
     received_at_ms: int | None = None  # when the batch behind this output was read
@@ -166,6 +221,8 @@ class KpiAggregator:
         self.key_ids: dict[Key, int] = {}
         self.key_names: list[Key] = []
         self.closed_before: int | None = None
+        # the published watermark (KpiOutput.watermark): an event behind it is late
+        self.frontier: int | None = None
         self.seen: set[str] = set()
         # ids by the newest event time of the batch that brought them, for expiry
         self.seen_batches: list[tuple[int, list[str]]] = []
@@ -173,6 +230,15 @@ class KpiAggregator:
         self.dedup_evictions = 0
         self._version = 0
         self._last_purge = 0
+        self._junk: list[set[tuple[int, str]]] = []  # closed minutes' sets, being released
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_junk"] = []  # garbage: not part of a snapshot
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     # -- public -----------------------------------------------------------------------
 
@@ -191,12 +257,15 @@ class KpiAggregator:
         if batch.eof:
             self.finished.add(part)
         self._close_until(self._global_watermark(), out)
+        if self._junk:
+            self._release()
         return out
 
     def flush(self) -> KpiOutput:
         """Close every open window: the end of all input."""
         out = KpiOutput()
         self._close_until(None, out, everything=True)
+        self._junk.clear()
         return out
 
     @property
@@ -226,8 +295,10 @@ class KpiAggregator:
 
         minutes = ts - ts % MINUTE_MS
         late = set(batch.late) - drop if batch.late else set()
-        if self.closed_before is not None:
-            too_old = np.flatnonzero(minutes < self.closed_before).tolist()
+        if self.frontier is not None:
+            # Behind the published watermark: only possible for a partition that was not
+            # waited for (idle, or not yet heard from); see _global_watermark.
+            too_old = np.flatnonzero(ts < self.frontier).tolist()
             if too_old:
                 late.update(i for i in too_old if i not in drop)
         for i in sorted(late):
@@ -256,6 +327,22 @@ class KpiAggregator:
         out.duplicates += dups
         if self.keep_accepted:
             out.accepted.extend(zip(events, ts.tolist(), strict=True))
+
+    def _release(self) -> None:
+        """Free a slice of the closed minutes' sets: dropping a busy minute's sets at once
+        (millions of entries) would stall the stream for most of a second."""
+        junk = self._junk
+        # at least a fixed slice, more when closed minutes pile up faster than batches come
+        budget = max(RELEASE_PER_BATCH, sum(map(len, junk)) // 32)
+        while junk and budget > 0:
+            entries = junk[-1]
+            n = min(budget, len(entries))
+            pop = entries.pop
+            for _ in repeat(None, n):
+                pop()
+            budget -= n
+            if not entries:
+                junk.pop()
 
     def _key_ids(self, events: list[AnyEvent]) -> list[int]:
         """Small integer ids for (region, channel): cheaper to hash in every set and counter."""
@@ -292,7 +379,10 @@ class KpiAggregator:
         """Slowest watermark over partitions still reading; None while one is unknown.
 
         An idle partition is not waited for: its silence must not hold other partitions'
-        windows open. If it wakes up with old events, they count as late.
+        windows open. If it wakes up with events behind the watermark already published
+        (``KpiOutput.watermark``), they count as late: detection has judged up to there.
+        A partition that is waited for can never deliver such an event, since its own
+        lateness rule refuses anything behind its watermark, which is at or past this one.
         """
         done = self.finished | self.idle
         if any(p not in self.watermarks and p not in done for p in self.expected):
@@ -322,7 +412,15 @@ class KpiAggregator:
             frontier = wm - wm % MINUTE_MS
             if self.closed_before is None or frontier > self.closed_before:
                 self.closed_before = frontier
+        if everything or wm is not None:
+            # The global watermark can step back when an idle partition wakes up behind it;
+            # the published one never does (what is behind it stays late).
+            now = _INFINITY if everything else wm
+            assert now is not None
+            if self.frontier is None or now > self.frontier:
+                self.frontier = now
         out.closed_through = self.closed_before
+        out.watermark = self.frontier
         if wm is not None and wm != _INFINITY:
             self._expire(wm)
 
@@ -330,32 +428,26 @@ class KpiAggregator:
         last_order = self.last_order
         since = minute - self.repeat_lookback_ms
         version = self._version = max(self._version + 1, self.version_clock())
-        codes = Counter(map(_FIRST, state.codes)).get
-        scanners = Counter(map(_FIRST, state.scanners)).get
+        codes = _distinct(state.codes, state.n_codes).get
+        scanners = _distinct(state.scanners, state.n_scanners).get
         scans_of = state.scans.get
         reds_of = state.redemptions.get
         orders_of = state.orders.get
         revenue_of = state.revenue.get
-        buyers: dict[int, list[str]] = {}
-        for key, user in state.buyers:
-            buyers.setdefault(key, []).append(user)
+        buyers_of = _distinct(state.buyers, state.n_buyers).get
+        # repeat buyers per key in C-level passes: a busy minute has hundreds of thousands
+        buyer_keys = list(map(_FIRST, state.buyers))
+        users = list(map(_SECOND, state.buyers))
+        before = map(last_order.get, users, repeat(_NEVER))
+        repeats = Counter(compress(buyer_keys, map(since.__le__, before))).get
         names = self.key_names
         append = out.rows.append
         for key in sorted(state.keys, key=names.__getitem__):
             scans = scans_of(key, 0)
             reds = reds_of(key, 0)
-            users = buyers.get(key)
-            if users:
-                n_buyers = len(users)
-                repeat_n = 0
-                for user in users:
-                    prev = last_order.get(user)
-                    if prev is not None and prev >= since:
-                        repeat_n += 1
-                repurchase: float | None = repeat_n / n_buyers
-            else:
-                n_buyers = repeat_n = 0
-                repurchase = None
+            n_buyers = buyers_of(key, 0)
+            repeat_n = repeats(key, 0)
+            repurchase: float | None = repeat_n / n_buyers if n_buyers else None
             region, channel = names[key]
             append(
                 (
@@ -376,7 +468,11 @@ class KpiAggregator:
                 )
             )
         # Only after every key of this minute: orders in the same minute are not "before".
-        last_order.update(dict.fromkeys(map(_SECOND, state.buyers), minute))
+        last_order.update(zip(users, repeat(minute)))
+        # A busy minute's sets are released a slice per batch, not all at once here.
+        self._junk.extend(
+            x for x in (state.codes, state.scanners, state.buyers) if len(x) > LAZY_DISTINCT
+        )
 
     def _expire(self, wm: int) -> None:
         # The slowest partition's newest event time is wm + lateness: an id older than

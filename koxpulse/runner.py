@@ -28,6 +28,7 @@ from prometheus_client import start_http_server
 
 from flows.kpi_flow import build_flow
 from koxpulse.errors import ConfigError, KoxpulseError
+from koxpulse.gcpolicy import full_collections_every
 from koxpulse.kafka_config import consumer_config, producer_config
 from koxpulse.metrics import Metrics
 from koxpulse.progress import Progress
@@ -167,6 +168,7 @@ def replay(settings: Settings, metrics: Metrics | None = None) -> RunResult:
         stack.callback(writer.close)
         if settings.effective_metrics_port:
             stack.enter_context(serve_metrics(metrics, settings))
+        stack.enter_context(full_collections_every(settings.gc_full_interval))
         if sender is not None:
             sender.start()
             # at the end of a replay (or a stop) deliver what is queued, for a bounded time

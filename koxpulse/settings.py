@@ -163,7 +163,8 @@ OPTIONS: tuple[Option, ...] = (
         "idle_partition",
         "--idle-partition",
         10.0,
-        "Seconds without messages after which a partition no longer holds windows open",
+        "Seconds without messages after which a partition no longer holds windows or fraud "
+        "detection back (low latency: below --allowed-lateness, e.g. 0.5)",
         _non_negative_float,
     ),
     Option(
@@ -261,7 +262,8 @@ OPTIONS: tuple[Option, ...] = (
         "allowed_lateness",
         "--allowed-lateness",
         60.0,
-        "Seconds an event may trail the newest event of its partition before it is late",
+        "Seconds an event may trail the newest event of its partition before it is late; "
+        "also how long fraud alerts wait for their events (low latency: 1)",
         _non_negative_float,
     ),
     Option(
@@ -291,6 +293,15 @@ OPTIONS: tuple[Option, ...] = (
         2000,
         "Messages per batch handed between dataflow steps",
         _positive_int,
+    ),
+    Option(
+        "gc_full_interval",
+        "--gc-full-interval",
+        600.0,
+        "Seconds between full garbage collections during a run; Python's automatic full "
+        "passes, each a stall of up to a second with a live run's state, are off "
+        "(0: Python's default)",
+        _non_negative_float,
     ),
     Option(
         "sink_batch_rows",
@@ -615,6 +626,7 @@ class Settings:
     dedup_max_ids: int = 2_000_000
     repeat_lookback_days: int = 90
     batch_lines: int = 2000
+    gc_full_interval: float = 600.0
     sink_batch_rows: int = 50_000
     sink_flush_interval: float = 2.0
     sink_retry_max: float = 0.0

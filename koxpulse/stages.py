@@ -111,8 +111,8 @@ class Stages:
             if self.live:
                 m.observe_emission({r[0] for r in out.rows}, self.settings.allowed_lateness_ms)
         m.open_windows.set(agg.open_windows)
-        if out.closed_through is not None and out.closed_through < 2**61:
-            m.watermark.set(out.closed_through / 1000)
+        if out.watermark is not None and out.watermark < 2**61:
+            m.watermark.set(out.watermark / 1000)
 
     def event_rows(self, item: tuple[str, KpiOutput]) -> tuple[str, Any] | None:
         out = item[1]
