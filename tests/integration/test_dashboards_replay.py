@@ -132,7 +132,7 @@ def test_every_panel_query_runs_with_all_selected_and_gives_exact_figures(replay
         "(SELECT count() FROM koxpulse.alerts FINAL), "
         "(SELECT countIf(status = 'firing') FROM koxpulse.alerts FINAL)",
     )[0]
-    assert scans > 50_000 and n_alerts == 9
+    assert scans > 50_000 and n_alerts == 10
     assert sum(column(got[(REGIONAL, "Scans")], "scans")) == scans
     assert sum(column(got[(REGIONAL, "Orders")], "orders")) == orders
     rev = got[(REGIONAL, "Revenue (CNY)")]
@@ -291,7 +291,7 @@ def test_report_opens_in_headless_chromium_with_every_chart_drawn(replay) -> Non
     out = replay["dir"] / "report.html"
     proc = run_cli("report", "--out", str(out), "--clickhouse", replay["dsn"])
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"wrote {out}: 25 charts, 9 alerts, ")
+    assert proc.stdout.startswith(f"wrote {out}: 25 charts, 10 alerts, ")
     html = out.read_text(encoding="utf-8")
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
     assert "<script src=" not in html and "<link " not in html  # everything inlined
@@ -325,11 +325,11 @@ def test_report_since_and_misuse(replay) -> None:
     out = replay["dir"] / "recent.html"
     proc = run_cli("report", "--out", str(out), "--clickhouse", replay["dsn"], "--since", "6h")
     assert proc.returncode == 0, proc.stderr
-    # the last 6 hours of data (from 02:00Z) hold three alerts: 高扫码低核销 in CN-ZJ and at
-    # GD-OFF-0051, and the CN-JS scans spike
-    assert ", 3 alerts, " in proc.stdout
+    # the last 6 hours of data (from 02:00Z) hold four alerts: 高扫码低核销 in CN-ZJ and at
+    # GD-OFF-0051, the CN-SC orders outage and the CN-JS scans spike
+    assert ", 4 alerts, " in proc.stdout
     html = out.read_text(encoding="utf-8")
-    assert html.count('<article class="alert') == 3
+    assert html.count('<article class="alert') == 4
     assert "GD-OFF-0051" in html and "B00701" not in html
     for args, message in (
         (("--since", "yesterday"), "--since 'yesterday': give a duration (36h, 7d)"),
