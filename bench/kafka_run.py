@@ -28,6 +28,21 @@ from typing import Any
 
 from bench.tansu import free_port, free_port_pair
 
+
+def metrics_args(port: int, textfile: Path) -> list[str]:
+    """Flags of a benchmarked ``koxpulse run``: metrics on loopback and in a file, no bar."""
+    return [
+        "--metrics-port",
+        str(port),
+        "--metrics-address",
+        "127.0.0.1",
+        "--metrics-textfile",
+        str(textfile),
+        "--progress",
+        "off",
+    ]
+
+
 KOXPULSE = [sys.executable, "-m", "koxpulse.cli"]
 
 
@@ -83,14 +98,7 @@ def run_koxpulse_kafka(
         str(processes),
         "--detectors",
         "on" if detectors else "off",
-        "--metrics-port",
-        str(port),
-        "--metrics-address",
-        "127.0.0.1",
-        "--metrics-textfile",
-        str(textfile),
-        "--progress",
-        "off",
+        *metrics_args(port, textfile),
         *extra,
     ]
     first: float | None = None

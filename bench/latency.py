@@ -40,6 +40,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from bench import alertmanager as am
+from bench.kafka_run import metrics_args
 from bench.tansu import free_port, tansu
 
 Key = tuple[str, str]  # (kind, entity_id)
@@ -288,14 +289,7 @@ def run_latency(
             str(lateness),
             "--idle-partition",
             str(idle_partition),
-            "--metrics-port",
-            str(port),
-            "--metrics-address",
-            "127.0.0.1",
-            "--metrics-textfile",
-            str(textfile),
-            "--progress",
-            "off",
+            *metrics_args(port, textfile),
         ]
         if am_url is not None:
             cmd += ["--alertmanager", am_url]

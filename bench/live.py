@@ -42,24 +42,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Producer
 
-REGIONS = (
-    ("CN-SD", 36.65, 117.12),
-    ("CN-GD", 23.13, 113.26),
-    ("CN-ZJ", 30.27, 120.16),
-    ("CN-JS", 32.06, 118.80),
-    ("CN-SC", 30.57, 104.07),
-    ("CN-BJ", 39.92, 116.44),
-    ("CN-SH", 31.22, 121.54),
-    ("CN-HB", 30.59, 114.31),
-)
-CHANNELS = ("ecommerce", "offline", "community")
+from bench.detectors import CHANNELS, REGIONS
+from koxpulse.produce import TOPIC_BY_TYPE as TOPIC
+
 USERS = 1_000_000
-TOPIC = {
-    "scan": "kox.scans",
-    "redemption": "kox.redemptions",
-    "order": "kox.orders",
-    "shipment": "kox.shipments",
-}
 KINDS = ("duplicate_code", "reward_farming", "impossible_travel", "cross_region_scan")
 
 

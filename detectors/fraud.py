@@ -222,27 +222,30 @@ class FraudDetectors:
         if cls is Scan:
             dup, farm, cross, travel = self._on_scan
             dup(ev, t, out)
-            n = len(out)
-            farm(ev, t, out)
-            if len(out) > n and ev.outlet_id is not None:  # type: ignore[union-attr]
-                self._fold_into_outlet(ev.outlet_id, t, out, n)  # type: ignore[union-attr]
+            self._farm(farm, ev, t, out)  # type: ignore[arg-type]
             cross(ev, t, out)
             travel(ev, t, out)
         elif cls is Redemption:
             farm, outlet = self._on_redemption
             outlet(ev, t, out)
-            n = len(out)
-            farm(ev, t, out)
-            if len(out) > n and ev.outlet_id is not None:  # type: ignore[union-attr]
-                self._fold_into_outlet(ev.outlet_id, t, out, n)  # type: ignore[union-attr]
+            self._farm(farm, ev, t, out)  # type: ignore[arg-type]
         elif cls is Shipment:
             self._on_shipment(ev, t, out)
         return out
 
-    def _fold_into_outlet(self, outlet: str, t: int, out: list[Observation], n: int) -> None:
-        """Drop reward-farming observations ``out[n:]`` made at an outlet already reported
-        for self-redemption: staff cashing rewards out at their own till is one incident."""
-        if self.outlet_self_redemption.flagged_within(outlet, t, self.params.fold_into_outlet_ms):
+    def _farm(self, farm: Handler, ev: Scan | Redemption, t: int, out: list[Observation]) -> None:
+        """Reward farming, except at an outlet already reported for self-redemption: staff
+        cashing rewards out at their own till is that one incident."""
+        n = len(out)
+        farm(ev, t, out)
+        outlet = ev.outlet_id
+        if (
+            len(out) > n
+            and outlet is not None
+            and self.outlet_self_redemption.flagged_within(
+                outlet, t, self.params.fold_into_outlet_ms
+            )
+        ):
             del out[n:]
 
     def expire(self, now: int) -> None:

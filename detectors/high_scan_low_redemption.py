@@ -149,15 +149,14 @@ class HighScanLowRedemption:
         if e.buckets_seen >= self.warmup_buckets and usual_s is not None and usual_r is not None:
             expected = min(usual_r, 1.0) * w_scans  # a code is redeemed at most once
             ratio = w_reds / expected if expected > 0 else 1.0
-            p_expected = (
-                min(usual_r, 1.0) * min(w_scans, self.p_scan_cap * usual_s)
-                if self.p_scan_cap > 0
-                else expected
-            )
             judged = w_scans >= self.scan_floor * usual_s and expected >= self.min_expected
             if e.firing:
                 low = judged and ratio < self.recover_ratio
             else:
+                cap = self.p_scan_cap
+                p_expected = (
+                    min(usual_r, 1.0) * min(w_scans, cap * usual_s) if cap > 0 else expected
+                )
                 low = (
                     judged
                     and ratio < self.ratio_threshold

@@ -32,7 +32,6 @@ _ORDER = lambda item: (item[1], item[0].event_id)  # noqa: E731
 _TS = itemgetter(1)
 _FIRST = itemgetter(0)
 Run = list[tuple[AnyEvent, int]]  # accepted events of one batch, in (ts, event_id) order
-HOUR_MS = 3_600_000
 HOUR_BUCKETS = 6
 METRICS = ("scans", "redemption_rate", "orders", "repurchase_rate")
 
@@ -127,10 +126,11 @@ class _SeriesMonitor:
         band = self.band.band(slot, self.params.kpi_band_k, n)
         self.seen += 1
         p = self.params
+        outside = band is not None and not band[0] <= x <= band[1]
         unusual = (
-            self.seen > p.kpi_warmup_buckets
+            outside
+            and self.seen > p.kpi_warmup_buckets
             and band is not None
-            and not band[0] <= x <= band[1]
             and abs(x - (band[0] + band[1]) / 2)
             >= p.kpi_min_change * max(abs(band[0] + band[1]) / 2, 1e-9)
         )
@@ -148,7 +148,7 @@ class _SeriesMonitor:
             self.model.learn_one(x, when)
             # and a point outside the usual range moves the band by no more than a clipped
             # step: one unflagged bucket of an outage must not make the rest look usual
-            self.band.update(slot, x, outside=band is not None and not band[0] <= x <= band[1])
+            self.band.update(slot, x, outside=outside)
         return score, band, flagged
 
 
