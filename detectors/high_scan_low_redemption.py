@@ -19,6 +19,12 @@ buckets,
   outlet whose scans double for half an hour is short of its "expected" number
   for a while by lag alone; a genuine failure is short of the usual level too.
 
+A failure that is plain in one bucket is not made to wait for the hour: when the
+latest ``fast_buckets`` alone hold enough expected redemptions (``fast_min_expected``),
+redemptions below ``fast_ratio`` of expected with a Poisson tail below ``fast_max_p``
+(against the capped expectation, as above) fire at once. Big regions whose terminals
+fail are reported within one bucket; small keys wait for the hour's evidence.
+
 It resolves (stops observing) once redemptions recover above
 ``recover_ratio`` of expected. Baselines learn only from buckets that were
 not flagged, so an incident does not teach the detector that it is normal.
@@ -94,7 +100,9 @@ class HighScanLowRedemption:
     ``max_p`` [1e-4] the chance of so few redemptions must be below this;
     ``p_scan_cap`` [1.5] scans above this multiple of usual do not raise the number the
     chance is computed against (0: no cap);
-    ``alpha`` [0.1] learning rate of the hourly baselines.
+    ``alpha`` [0.1] learning rate of the hourly baselines;
+    ``fast_buckets`` [1] buckets of the fast judgement (0: off); ``fast_ratio`` [0.3],
+    ``fast_max_p`` [1e-6] and ``fast_min_expected`` [40] its share, chance and volume.
     """
 
     def __init__(
@@ -112,6 +120,10 @@ class HighScanLowRedemption:
         p_scan_cap: float = 1.5,
         alpha: float = 0.1,
         max_entities: int = 200_000,
+        fast_buckets: int = 1,
+        fast_ratio: float = 0.3,
+        fast_max_p: float = 1e-6,
+        fast_min_expected: float = 40.0,
     ) -> None:
         self.bucket_ms = bucket_ms
         self.window_buckets = window_buckets
@@ -125,6 +137,10 @@ class HighScanLowRedemption:
         self.p_scan_cap = p_scan_cap
         self.alpha = alpha
         self.max_entities = max_entities
+        self.fast_buckets = min(fast_buckets, window_buckets)
+        self.fast_ratio = fast_ratio
+        self.fast_max_p = fast_max_p
+        self.fast_min_expected = fast_min_expected
         self.entities: dict[str, _Entity] = {}
 
     def update(
@@ -162,12 +178,13 @@ class HighScanLowRedemption:
                     and ratio < self.ratio_threshold
                     and poisson_cdf(w_reds, p_expected) < self.max_p
                 )
-            if low:
+            fast = not e.firing and judged and self._fast(e, usual_s, usual_r)
+            if low or fast:
                 e.low_streak += 1
             else:
                 e.low_streak = 0
                 e.firing = False
-            if e.low_streak >= self.sustain:
+            if e.low_streak >= self.sustain or fast:
                 e.firing = True
                 verdict = HslrVerdict(w_scans, usual_s, w_reds, expected, ratio)
         if e.low_streak == 0:  # learn only from buckets that look normal
@@ -177,6 +194,26 @@ class HighScanLowRedemption:
                 r = w_reds / w_scans
                 e.usual_ratio[slot] = r if usual_r is None else usual_r + a * (r - usual_r)
         return verdict
+
+    def _fast(self, e: _Entity, usual_s: float, usual_r: float) -> bool:
+        """The latest ``fast_buckets`` alone are plainly short of redemptions."""
+        n = self.fast_buckets
+        if n <= 0:
+            return False
+        recent = list(e.window)[-n:]
+        f_scans = sum(s for s, _ in recent)
+        f_reds = sum(r for _, r in recent)
+        share = n / self.window_buckets  # usual_s is per window
+        rate = min(usual_r, 1.0)
+        expected = rate * f_scans
+        if expected < self.fast_min_expected or f_scans < self.scan_floor * usual_s * share:
+            return False
+        cap = self.p_scan_cap
+        p_expected = rate * min(f_scans, cap * usual_s * share) if cap > 0 else expected
+        return (
+            f_reds < self.fast_ratio * expected
+            and poisson_cdf(f_reds, p_expected) < self.fast_max_p
+        )
 
     def firing(self, entity: str) -> bool:
         e = self.entities.get(entity)

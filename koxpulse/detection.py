@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from detectors.fraud import FraudDetectors, FraudParams
-from detectors.high_scan_low_redemption import HighScanLowRedemption, HslrVerdict
+from detectors.high_scan_low_redemption import HighScanLowRedemption, HslrVerdict, poisson_cdf
 from detectors.seasonal_robust import SeasonalRobustDetector
 from koxpulse.alerts import Alert, AlertTracker, Observation
 from koxpulse.events import AnyEvent, Redemption, Scan
@@ -53,10 +53,21 @@ class DetectionParams:
     # a series outside its band this many buckets in a row alerts at a lower score
     kpi_sustain: int = 3
     kpi_sustain_threshold: float = 0.3
+    # early look at a count (scans, orders) before its 10-minute bucket is complete: after
+    # each closed minute, the partial count alerts when so many (or so few) events would
+    # be this unlikely (Poisson tail) even at the edge of the usual band; 0 turns it off
+    kpi_early_max_p: float = 1e-6
     quiet_ms: int = 30 * 60_000  # an incident resolves after this long without evidence
     outlet_window_buckets: int = 6  # 1 h, like regions; smaller outlets are simply not judged
     outlet_min_expected: float = 15.0
     outlet_sustain: int = 3
+    # hundreds of outlets are judged every bucket: the chance of a shortfall by luck alone
+    # must be smaller for one outlet than for one of a few dozen regions
+    outlet_max_p: float = 1e-6
+    # a repurchase rate climbs by itself while the order history behind it is young (a
+    # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
+    # once the series is this old; a fall is judged as soon as the series is armed
+    kpi_repurchase_rise_after_days: float = 7.0
 
 
 @dataclass
@@ -151,6 +162,52 @@ class _SeriesMonitor:
             self.band.update(slot, x, outside=outside)
         return score, band, flagged
 
+    def early(self, t: int, count: int, minutes: int) -> str | None:
+        """Judge a partial bucket: ``count`` events in its first ``minutes`` minutes.
+
+        The band is for a whole bucket; its edges scaled to the minutes seen are the most
+        (or the fewest) events a usual bucket would bring so far. A count alerts only when
+        it is beyond that edge by so much that it would be very unlikely even there
+        (Poisson tail below ``kpi_early_max_p``), and at least ``kpi_min_change`` away from
+        usual. Judging against the edge rather than the centre keeps the band's own margin
+        (the series' spread, its ramps within the hour), so only changes plain enough to be
+        sure of from a few minutes alert early. The model does not learn here: it sees the
+        whole bucket when that is complete.
+        """
+        p = self.params
+        if p.kpi_early_max_p <= 0 or self.seen <= p.kpi_warmup_buckets:
+            return None
+        band = self.band.band((t // 3_600_000) % 24, p.kpi_band_k, None)
+        if band is None:
+            return None
+        lo, hi = band
+        share = minutes * 60_000 / BUCKET_MS
+        usual = (lo + hi) / 2 * share
+        if count > hi * share and count >= (1 + p.kpi_min_change) * usual:
+            return "up" if poisson_sf(count, hi * share) < p.kpi_early_max_p else None
+        if lo > 0 and count < lo * share and count <= (1 - p.kpi_min_change) * usual:
+            return "down" if poisson_cdf(count, lo * share) < p.kpi_early_max_p else None
+        return None
+
+
+def poisson_sf(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam), for k above lam (a high count), in log space."""
+    if lam <= 0:
+        return 0.0 if k > 0 else 1.0
+    if k <= lam:
+        return 1.0
+    # the terms fall from i = k on: sum them until they no longer matter
+    log_term = -lam + k * math.log(lam) - math.lgamma(k + 1)
+    total = 0.0
+    i = k
+    while True:
+        term = math.exp(log_term)
+        total += term
+        i += 1
+        log_term += math.log(lam / i)
+        if term < total * 1e-12 or i > k + 10_000:
+            return min(total, 1.0)
+
 
 @dataclass
 class _Bucket:
@@ -180,6 +237,7 @@ class Detection:
             window_buckets=p.outlet_window_buckets,
             min_expected=p.outlet_min_expected,
             sustain=p.outlet_sustain,
+            max_p=p.outlet_max_p,
         )
         self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
@@ -217,8 +275,15 @@ class Detection:
         if wm is not None and pending and pending[0][0] < wm:
             self._judge_events(self._take_before(wm), alerts)
         closed = out.closed_through
-        for row in out.rows:
+        minute = None
+        for row in out.rows:  # closed minutes, in time order, each with all its rows
+            if row[0] != minute:
+                if minute is not None:
+                    self._early(minute, alerts)
+                minute = row[0]
             self._add_row(row)
+        if minute is not None:
+            self._early(minute, alerts)
         if closed is not None and closed < 2**61:
             for obs in self._complete_buckets(closed):
                 alerts.extend(observe(obs))
@@ -284,6 +349,33 @@ class Detection:
         bucket.repeat_buyers += row[10]
         if self.next_bucket is None or b < self.next_bucket:
             self.next_bucket = b
+
+    def _early(self, minute: int, alerts: list[Alert]) -> None:
+        """Early look at the counts of the bucket that ``minute`` (just closed) belongs to.
+
+        Runs once per closed minute that had rows, so it sees the same partial counts
+        however the minutes were batched."""
+        b = minute - minute % BUCKET_MS
+        minutes = (minute - b) // 60_000 + 1
+        if minutes >= BUCKET_MS // 60_000:
+            return  # the bucket is complete: the full judgement takes it
+        per_key = self.buckets.get(b, {})
+        t = minute + 60_000
+        for key in sorted(k for k, since in self.keys.items() if since <= b):
+            bucket = per_key.get(key)
+            for metric in ("scans", "orders"):
+                mon = self.series.get((key[0], key[1], metric))
+                if mon is None:
+                    continue
+                count = getattr(bucket, metric) if bucket is not None else 0
+                if mon.early(b, count, minutes) is None:
+                    continue
+                band = mon.band.band((b // 3_600_000) % 24, self.params.kpi_band_k, None)
+                assert band is not None  # early() judged against it
+                projected = count * BUCKET_MS / (minutes * 60_000)
+                obs = self._kpi_obs(key[0], key[1], metric, b, projected, band, 1.0, t=t)
+                obs.details["early"] = {"minutes": minutes, "count": count}
+                alerts.extend(self.tracker.observe_all(obs))
 
     def _complete_buckets(self, closed_through: int) -> list[Observation]:
         obs: list[Observation] = []
@@ -358,6 +450,13 @@ class Detection:
                 # judges it against the learned delay and reports it once, as that kind (and
                 # when scans fall too, the scans series reports "everything down").
                 flagged = False
+            if (
+                metric == "repurchase_rate"
+                and band is not None
+                and x > band[1]
+                and b - self.keys[key] < self.params.kpi_repurchase_rise_after_days * 86_400_000
+            ):
+                flagged = False  # the order history is still filling up (see the params)
             if flagged and band is not None:
                 window = 60 if metric.endswith("_rate") else BUCKET_MS // 60_000
                 obs.append(self._kpi_obs(region, channel, metric, b, x, band, score, window))
@@ -396,6 +495,8 @@ class Detection:
         band: tuple[float, float],
         score: float,
         window_min: int = BUCKET_MS // 60_000,
+        *,
+        t: int | None = None,
     ) -> Observation:
         direction = "up" if x > band[1] else "down"
         lo, hi = max(band[0], 0.0), band[1]
@@ -449,7 +550,7 @@ class Detection:
             kind="kpi_anomaly",
             entity_type="region",
             entity_id=region,
-            t=b + BUCKET_MS,
+            t=b + BUCKET_MS if t is None else t,
             region=region,
             channel=channel,
             severity="critical" if far >= width else "warning",

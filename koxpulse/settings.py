@@ -551,6 +551,12 @@ _TUNING_HELP = {
     "kpi_rate_min_denominator": "kpi_anomaly: scans or buyers an hourly rate needs to be judged",
     "kpi_sustain": "kpi_anomaly: buckets in a row outside the band that lower the threshold",
     "kpi_sustain_threshold": "kpi_anomaly: detector score that alerts after a sustained stretch",
+    "kpi_early_max_p": "kpi_anomaly: Poisson tail below which a partial 10-minute count "
+    "alerts before its bucket is complete (0: off)",
+    "outlet_max_p": "high_scan_low_redemption: chance of an outlet's shortfall by luck below "
+    "which it fires",
+    "kpi_repurchase_rise_after_days": "kpi_anomaly: age of a series before a rising "
+    "repurchase rate is judged (days)",
     "quiet_ms": "alerts: resolve after this much event time without evidence (ms)",
     "outlet_window_buckets": "high_scan_low_redemption: outlet window in 10-minute buckets",
     "outlet_min_expected": "high_scan_low_redemption: expected redemptions an outlet needs",

@@ -5,6 +5,12 @@ Kinds that compare against a usual level bend the background traffic itself (thr
 add their own events, with their own users, devices and batches where isolation matters,
 so nothing outside the labelled window looks like them. Every incident sits in its own
 region x channel series, so no two overlap.
+
+A label starts when the incident first shows in the data, which is the earliest moment
+any detector could know of it: a duplicate code at its first scan by a second user (the
+buyer's own scan before it is ordinary), impossible travel at the scan that could not
+have been reached (the scan at home before it is ordinary too). Detection delay is
+measured from there, so it is the detector's delay, not the incident's own pace.
 """
 
 from __future__ import annotations
@@ -401,10 +407,13 @@ def _duplicate_code(
     users = rng.sample(range(lo, hi), min(hi - lo, rng.randint(10, 16)))
     times = _spread(rng, a, b, len(users))
     times[0] = a
+    second = times[1]
     for i, (u, t) in enumerate(zip(users, times, strict=True)):
         lat, lon, city = _home(world, u, rng)
         dev = world.device_id(u, 0)
-        _scan(world, store, clock, s, t, u, code, dev, outlet, lat, lon, city)
+        written = _scan(world, store, clock, s, t, u, code, dev, outlet, lat, lon, city)
+        if i == 1 and written >= 0:
+            second = written
         if i == 0:
             _redeem(world, store, clock, s, t + 180_000, u, code, dev, outlet, 188)
     return Label(
@@ -413,7 +422,7 @@ def _duplicate_code(
         world.batches.code_id(code),
         "CN-HB",
         "community",
-        a,
+        second,  # the first scan by someone other than the buyer
         b,
         f"code {world.batches.code_id(code)} scanned by {len(users)} distinct users on "
         f"{len(users)} devices across CN-HB within {(b - a) // MINUTE} min (leaked or "
@@ -557,7 +566,7 @@ def _travel(world: World, store: EventStore, clock: Clock, seed: int, a: int, b:
     _scan(world, store, clock, s1, a, u, _code(b1, 2), dev, -1, lat, lon, name)
     g = world.cities[gz][1]
     t2 = a + gap
-    _scan(
+    written = _scan(
         world,
         store,
         clock,
@@ -571,6 +580,8 @@ def _travel(world: World, store: EventStore, clock: Clock, seed: int, a: int, b:
         g.lon + rng.gauss(0, 0.01),
         g.name,
     )
+    if written >= 0:
+        t2 = written
     km = _haversine_km(lat, lon, g.lat, g.lon)
     return Label(
         "impossible_travel",
@@ -578,7 +589,7 @@ def _travel(world: World, store: EventStore, clock: Clock, seed: int, a: int, b:
         world.user_ids[u],
         "",
         "",
-        a,
+        t2,  # the scan that could not have been reached; the one at home was ordinary
         min(clock.end_ms, t2 + MINUTE),
         f"user {world.user_ids[u]} scans in Beijing ({name}) and {gap // MINUTE} min later in "
         f"Guangzhou, {km:.0f} km away (CN-BJ/ecommerce -> CN-GD/community)",
