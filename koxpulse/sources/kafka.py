@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -120,8 +121,53 @@ def _explain(reason: str) -> str:
     return reason
 
 
+class IdleExit:
+    """When ``--idle-exit`` ends the partitions of this process: once every one of them has
+    been read to its end and none has had a message for ``seconds`` (contract §3).
+
+    One is shared by all the partitions a process reads (all topics), each reporting after
+    every read. Until then a quiet partition keeps reading, so a message that comes to a
+    sparse topic while others still deliver is read, not left behind by a partition that
+    ended on its own silence. The decision is final: every partition ends at its next read.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._reading: set[str] = set()  # partitions not read to their end yet
+        # newest message over all partitions (monotonic), or the first read if later
+        self._last: float | None = None
+        self.ended = False
+
+    def join(self, part: str) -> None:
+        with self._lock:
+            self._reading.add(part)
+
+    def report(self, part: str, *, caught_up: bool, last_message: float) -> None:
+        with self._lock:
+            if caught_up:
+                self._reading.discard(part)
+            else:
+                self._reading.add(part)
+            if self._last is None or last_message > self._last:
+                self._last = last_message
+
+    def over(self, now: float) -> bool:
+        """Whether the partitions end now (decides once, for all of them)."""
+        with self._lock:
+            if (
+                not self.ended
+                and not self._reading
+                and self._last is not None
+                and now - self._last >= self.seconds
+            ):
+                self.ended = True
+            return self.ended
+
+
 class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
-    """Reads one topic partition; ends after ``idle_exit_s`` without a message (if set)."""
+    """Reads one topic partition; with ``idle_exit``, ends once every partition sharing it
+    has been quiet for that long."""
 
     def __init__(
         self,
@@ -131,7 +177,7 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         resume: KafkaState | None,
         *,
         batch_size: int,
-        idle_exit_s: float | None,
+        idle_exit: IdleExit | None,
         idle_partition_s: float,
         clock_ms: Callable[[], int],
         metrics: Metrics | None = None,
@@ -145,7 +191,7 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         self._partition = partition
         self._id = f"{topic}:{partition}"
         self._batch_size = batch_size
-        self._idle_exit_s = idle_exit_s
+        self._idle_exit = idle_exit
         self._clock_ms = clock_ms
         self._consumer = Consumer(dict(config))
         if resume is None:
@@ -166,10 +212,17 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
         # fetch must not look like silence (librdkafka reports the end as an EOF event).
         self._caught_up = False
         self._done = False
+        if idle_exit is not None:
+            idle_exit.join(self._id)
 
     def next_batch(self) -> list[RawBatch]:
         if self._done:
             raise StopIteration
+        if self._idle_exit is not None and self._idle_exit.ended:
+            # Another partition found every one quiet: end with it. What came since stays
+            # unread, after this partition's offset (snapshot and commit).
+            self._done = True
+            return [self._batch([], [])]
         msgs = self._consumer.consume(num_messages=self._batch_size, timeout=0)
         values: list[bytes] = []
         offsets: list[int] = []
@@ -197,12 +250,16 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaState | None]):
             self._next = offsets[-1] + 1
             self._idle = False
             self._awake = None
-        else:
+        if self._idle_exit is not None:
+            self._idle_exit.report(
+                self._id, caught_up=self._caught_up, last_message=self._last_message
+            )
+        if not values:
             # nothing prefetched: come back shortly instead of spinning
             self._awake = datetime.now(UTC) + timedelta(milliseconds=50)
             if not self._caught_up:
                 return []
-            if self._idle_exit_s is not None and idle_for >= self._idle_exit_s:
+            if self._idle_exit is not None and self._idle_exit.over(now):
                 self._done = True
             elif not self._idle and idle_for >= self._idle_partition_s:
                 # tell the aggregator not to wait for this partition's watermark
@@ -280,7 +337,8 @@ class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState | None]):
         self.config = dict(config)
         self.partitions = list(partitions)
         self.batch_size = batch_size
-        self.idle_exit_s = idle_exit_s
+        # one for the partitions this process reads: they end together (see IdleExit)
+        self.idle_exit = IdleExit(idle_exit_s) if idle_exit_s is not None else None
         self.clock_ms = clock_ms
 
     def list_parts(self) -> list[str]:
@@ -296,7 +354,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, KafkaState | None]):
             int(part),
             resume_state,
             batch_size=self.batch_size,
-            idle_exit_s=self.idle_exit_s,
+            idle_exit=self.idle_exit,
             idle_partition_s=self.idle_partition_s,
             clock_ms=self.clock_ms,
             metrics=self.metrics,

@@ -11,7 +11,7 @@ import time
 
 from confluent_kafka import Producer
 
-from koxpulse.sources.kafka import KafkaPartition
+from koxpulse.sources.kafka import IdleExit, KafkaPartition
 from tests.integration.conftest import create_topic
 
 _ids = itertools.count()
@@ -28,7 +28,12 @@ def fill(broker: str, n: int) -> str:
 
 
 def partition(
-    broker: str, topic: str, *, batch: int, idle_exit: float | None, resume: int | None = None
+    broker: str,
+    topic: str,
+    *,
+    batch: int,
+    idle_exit: float | IdleExit | None,
+    resume: int | None = None,
 ) -> KafkaPartition:
     config = {
         "bootstrap.servers": broker,
@@ -44,7 +49,7 @@ def partition(
         0,
         resume,
         batch_size=batch,
-        idle_exit_s=idle_exit,
+        idle_exit=IdleExit(idle_exit) if isinstance(idle_exit, float) else idle_exit,
         idle_partition_s=600,
         clock_ms=lambda: 0,
     )
@@ -144,3 +149,50 @@ def test_a_snapshot_before_any_message_resumes_at_the_start_not_at_the_committed
     finally:
         again.close()
     assert offsets == list(range(30))
+
+
+def test_a_quiet_partition_keeps_reading_until_every_partition_is_quiet(broker: str) -> None:
+    # A sparse topic beside a busy one: the sparse partition is silent for longer than the
+    # idle-exit time while the busy one still gets messages, then speaks again. It must
+    # read that message; both end together once neither has had one for the idle time.
+    sparse, busy = fill(broker, 1), fill(broker, 0)
+    idle = IdleExit(0.5)
+    parts = {
+        "sparse": partition(broker, sparse, batch=100, idle_exit=idle),
+        "busy": partition(broker, busy, batch=100, idle_exit=idle),
+    }
+    read: dict[str, list[int]] = {"sparse": [], "busy": []}
+    ended: dict[str, float] = {}
+    p = Producer({"bootstrap.servers": broker, "linger.ms": 0})
+    start = time.monotonic()
+    sent, spoke = 0, False
+    try:
+        while len(ended) < 2 and time.monotonic() - start < 30:
+            elapsed = time.monotonic() - start
+            if elapsed < 4 and elapsed > 0.1 * sent:  # the busy partition: 10 a second
+                p.produce(busy, value=b"{}", partition=0)
+                sent += 1
+                p.poll(0)
+            if elapsed >= 3 and not spoke:  # the sparse partition after 3 s of silence
+                p.produce(sparse, value=b"{}", partition=0)
+                assert p.flush(10) == 0
+                spoke = True
+            for name, part in parts.items():
+                if name in ended:
+                    continue
+                try:
+                    for b in part.next_batch():
+                        read[name].extend(b.positions)
+                except StopIteration:
+                    ended[name] = time.monotonic() - start
+            time.sleep(0.02)
+    finally:
+        for part in parts.values():
+            part.close()
+    assert p.flush(10) == 0
+    assert read["sparse"] == [0, 1], "the message after the sparse partition's silence"
+    assert read["busy"] == list(range(sent))
+    assert sorted(ended) == ["busy", "sparse"], "the partitions never ended"
+    # not before the busy partition's last message plus the idle time; together
+    assert min(ended.values()) >= 4.4
+    assert abs(ended["sparse"] - ended["busy"]) < 0.5
