@@ -63,7 +63,7 @@ class DetectionParams:
     outlet_sustain: int = 3
     # hundreds of outlets are judged every bucket: the chance of a shortfall by luck alone
     # must be smaller for one outlet than for one of a few dozen regions
-    outlet_max_p: float = 1e-6
+    outlet_max_p: float = 1e-5
     # a repurchase rate climbs by itself while the order history behind it is young (a
     # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
     # once the series is this old; a fall is judged as soon as the series is armed
