@@ -91,6 +91,46 @@ def test_labelled_incidents_are_found_with_clean_alert_rows(streams) -> None:
     assert [x["alert_id"] for x in again] == [x["alert_id"] for x in alerts]
 
 
+def scored_rows(alerts: list[dict]) -> list[ScoredAlert]:
+    return [
+        ScoredAlert(
+            a["alert_id"],
+            a["kind"],
+            a["entity_type"],
+            a["entity_id"],
+            a["region"],
+            a["channel"],
+            a["starts_ms"],
+        )
+        for a in alerts
+    ]
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+def test_more_seeds_every_incident_found_early(seed: int, tmp_path: Path) -> None:
+    """Full-scale labelled streams of other seeds: every incident found, precision >= 0.9,
+    and the median delay over all incidents no worse than measured (7.5 and 9 minutes on
+    these 40-hour streams; issue 4 aims at 3; `python -m bench.quality` gives the figures
+    per kind)."""
+    import statistics
+
+    from koxpulse.evaluate import matches
+
+    stream = tmp_path / f"seed{seed}.jsonl.gz"
+    simulate(stream, hours=40, seed=seed, scale=1.0, incidents=True)
+    alerts = scored_rows(replay_alerts(stream, f"chdb://{tmp_path / 'ch'}"))
+    incidents = load_labels(companion_paths(stream).labels)
+    assert len(incidents) == 10
+    delays = []
+    for inc in incidents:
+        hits = [a.starts_at for a in alerts if matches(a, inc)]
+        assert hits, inc
+        delays.append(max(0, min(hits) - inc.start) / 60_000)
+    matched = sum(1 for a in alerts if any(matches(a, i) for i in incidents))
+    assert matched / len(alerts) >= 0.9, alerts
+    assert statistics.median(delays) <= 10.0, sorted(delays)
+
+
 def test_summaries_in_simplified_chinese(streams) -> None:
     alerts = replay_alerts(
         streams["labelled"], f"chdb://{streams['dir'] / 'ch-zh'}", "--lang", "zh-CN"
