@@ -25,7 +25,7 @@ _NEVER = -(1 << 62)
 _BUCKET_MS = 60_000
 
 # authorisation of a batch: region (str) or regions (tuple), channel, outlet, last day seen
-_A_REGIONS, _A_CHANNEL, _A_OUTLET, _A_DAY = range(4)
+_A_REGIONS, _A_CHANNEL, _A_OUTLET, _A_DAY, _A_HOME = range(5)
 # foreign scans of a batch: {code: (t, region, outlet)}, alert region, channel, emit, bucket
 _F_CODES, _F_REGION, _F_CHANNEL, _F_EMIT, _F_WB = range(5)
 # scans of a batch with no shipment yet: recent scans, scan count, bucket
@@ -48,6 +48,10 @@ class CrossRegionDetector:
     - ``min_codes`` (5): distinct codes of one batch scanned outside its authorised
       region(s) within ``window_ms`` (1 h) that make an alert. The contract's own
       background (a traveller, a gift) accounts for one or two codes.
+    - ``min_codes_unsold`` (3): the same for a batch none of whose codes has been scanned
+      in its authorised region(s) yet: every scan of it is elsewhere, so the whole batch
+      went there, and fewer codes make the case. A traveller's codes come from a batch
+      that is also scanned at home.
     - ``auth_ttl_ms`` (90 days): a batch's authorisation is forgotten after this long
       without a shipment or a scan of it.
     - ``pending_per_batch`` (32): scans buffered per batch whose shipment has not been
@@ -78,9 +82,9 @@ class CrossRegionDetector:
     >>> def scan(k, region="CN-SH"):
     ...     return Scan(event_id=str(k), ts=0, region=region, channel="offline",
     ...                 code_id=f"B00009-{k:06d}", user_id=f"U{k}", batch_id="B00009")
-    >>> [o for k in range(4) for o in det.update(scan(k), 60_000 * (k + 1))]
+    >>> det.update(scan(99, "CN-BJ"), 30_000)  # at home: fine, and the batch sells there
     []
-    >>> det.update(scan(99, "CN-BJ"), 290_000)  # at home: fine
+    >>> [o for k in range(4) for o in det.update(scan(k), 60_000 * (k + 1))]
     []
     >>> [obs] = det.update(scan(4), 300_000)
     >>> obs.region, obs.value, obs.details["authorised_regions"], obs.details["scanned_regions"]
@@ -96,6 +100,7 @@ class CrossRegionDetector:
         self,
         *,
         min_codes: int = 5,
+        min_codes_unsold: int = 3,
         window_ms: int = texts.HOUR_MS,
         auth_ttl_ms: int = 90 * texts.DAY_MS,
         pending_per_batch: int = 32,
@@ -112,6 +117,7 @@ class CrossRegionDetector:
         if max_codes_per_batch < min_codes or pending_per_batch < 1:
             raise ValueError("max_codes_per_batch >= min_codes and pending_per_batch >= 1")
         self.min_codes = min_codes
+        self.min_codes_unsold = max(1, min(min_codes_unsold, min_codes))
         self.window_ms = window_ms
         self.auth_ttl_ms = auth_ttl_ms
         self.pending_per_batch = pending_per_batch
@@ -159,10 +165,11 @@ class CrossRegionDetector:
         regions = rec[_A_REGIONS]
         region = ev.region
         if regions == region or (regions.__class__ is tuple and region in regions):
+            rec[_A_HOME] += 1
             return
         f = self._foreign_record(batch, ev.channel, t)
         self._add(f, ev.code_id, t, region, ev.outlet_id)
-        if len(f[_F_CODES]) >= self.min_codes:
+        if len(f[_F_CODES]) >= (self.min_codes_unsold if not rec[_A_HOME] else self.min_codes):
             self._judge(batch, rec, f, t, out)
 
     def on_shipment(self, ev: Shipment, t: int, out: list[Observation]) -> None:
@@ -171,7 +178,7 @@ class CrossRegionDetector:
         day = t // texts.DAY_MS
         rec = self._auth.get(batch)
         if rec is None:
-            rec = [region, ev.channel, ev.outlet_id, -1]
+            rec = [region, ev.channel, ev.outlet_id, -1, 0]
             self._auth[batch] = rec
             self._touch_auth(batch, rec, day)
             if len(self._auth) > self.max_batches:
@@ -194,11 +201,13 @@ class CrossRegionDetector:
         regions = rec[_A_REGIONS]
         f = None
         for st, code, sregion, schannel, outlet in p[_P_BUF]:
-            if st >= cutoff and not _authorised(regions, sregion):
+            if _authorised(regions, sregion):
+                rec[_A_HOME] += 1
+            elif st >= cutoff:
                 if f is None:
                     f = self._foreign_record(batch, schannel, st)
                 self._add(f, code, st, sregion, outlet)
-        if f is not None and len(f[_F_CODES]) >= self.min_codes:
+        if f is not None and len(f[_F_CODES]) >= self._need(rec):
             self._judge(batch, rec, f, t, out)
 
     # -- helpers ---------------------------------------------------------------------
@@ -247,9 +256,13 @@ class CrossRegionDetector:
             stale.append(code)
         for code in stale:
             del codes[code]
-        if len(codes) >= self.min_codes and t - f[_F_EMIT] >= self.emit_interval_ms:
+        if len(codes) >= self._need(rec) and t - f[_F_EMIT] >= self.emit_interval_ms:
             f[_F_EMIT] = t
             out.append(self._observation(batch, rec, f, t))
+
+    def _need(self, rec: list[Any]) -> int:
+        """Foreign codes that make an alert: fewer while the batch has no scan at home."""
+        return self.min_codes_unsold if not rec[_A_HOME] else self.min_codes
 
     def _pend(self, batch: str, ev: Scan, t: int) -> None:
         self.unshipped_scans += 1
@@ -302,9 +315,9 @@ class CrossRegionDetector:
             t=t,
             region=f[_F_REGION],
             channel=f[_F_CHANNEL],
-            severity=texts.severity(n, self.min_codes),
+            severity=texts.severity(n, self._need(rec)),
             value=float(n),
-            baseline=float(self.min_codes),
+            baseline=float(self._need(rec)),
             summary=texts.cross_region(
                 self.lang, batch, n, t - start, list(scanned)[:3], authorised
             ),
@@ -314,7 +327,8 @@ class CrossRegionDetector:
                 "authorised_channel": rec[_A_CHANNEL],
                 "authorised_outlet": rec[_A_OUTLET],
                 "distinct_codes": n,
-                "threshold": self.min_codes,
+                "threshold": self._need(rec),
+                "scans_in_authorised_region": rec[_A_HOME],
                 "window_minutes": self.window_ms // texts.MINUTE_MS,
                 "span_minutes": round((t - start) / texts.MINUTE_MS, 1),
                 "first_seen_at": texts.iso(start),

@@ -65,6 +65,8 @@ class FraudParams:
     # cross_region_scan
     cross_min_codes: int = 5
     """Distinct codes of one batch scanned outside its authorised region(s) within the window."""
+    cross_min_codes_unsold: int = 3
+    """The same for a batch with no scan in its authorised region(s) yet."""
     cross_window_ms: int = HOUR
     cross_auth_ttl_ms: int = 90 * DAY
     """A batch's authorisation is forgotten after this long without shipment or scan."""
@@ -153,6 +155,7 @@ class FraudDetectors:
         )
         self.cross_region = CrossRegionDetector(
             min_codes=p.cross_min_codes,
+            min_codes_unsold=p.cross_min_codes_unsold,
             window_ms=p.cross_window_ms,
             auth_ttl_ms=p.cross_auth_ttl_ms,
             pending_per_batch=p.cross_pending_per_batch,

@@ -557,6 +557,8 @@ _TUNING_HELP = {
     "which it fires",
     "kpi_repurchase_rise_after_days": "kpi_anomaly: age of a series before a rising "
     "repurchase rate is judged (days)",
+    "cross_min_codes_unsold": "cross_region_scan: foreign codes that alert for a batch with "
+    "no scan in its authorised region yet",
     "quiet_ms": "alerts: resolve after this much event time without evidence (ms)",
     "outlet_window_buckets": "high_scan_low_redemption: outlet window in 10-minute buckets",
     "outlet_min_expected": "high_scan_low_redemption: expected redemptions an outlet needs",

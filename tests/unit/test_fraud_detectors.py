@@ -386,6 +386,7 @@ def test_cross_region_fires_at_five_foreign_codes_with_regions() -> None:
     det = CrossRegionDetector()
     assert det.update(ship("B9", "CN-BJ", outlet="BJ-OFF-0036"), T0) == []
     events: list[tuple[AnyEvent, int]] = [
+        (scan("B9-0", "z", region="CN-BJ", batch="B9"), T0 + MIN // 2),  # sells at home too
         (scan("B9-1", "a", region="CN-SH", batch="B9", outlet="SH-1"), T0 + MIN),
         (scan("B9-1", "b", region="CN-SH", batch="B9", outlet="SH-1"), T0 + 2 * MIN),  # same code
         (scan("B9-2", "c", region="CN-SH", batch="B9", outlet="SH-1"), T0 + 3 * MIN),
@@ -407,13 +408,31 @@ def test_cross_region_fires_at_five_foreign_codes_with_regions() -> None:
 def test_cross_region_quiet_below_threshold_and_when_spread_out() -> None:
     det = CrossRegionDetector()
     det.update(ship("B1", "CN-BJ"), T0)
+    det.update(scan("B1-99", "home", region="CN-BJ", batch="B1"), T0)
     four = [(scan(f"B1-{k}", f"u{k}", region="CN-SH", batch="B1"), T0 + k * MIN) for k in range(4)]
     assert feed(det, four) == []
     det.update(ship("B2", "CN-BJ"), T0)
+    det.update(scan("B2-99", "home", region="CN-BJ", batch="B2"), T0)
     slow = [
         (scan(f"B2-{k}", f"u{k}", region="CN-SH", batch="B2"), T0 + k * 20 * MIN) for k in range(8)
     ]
     assert feed(det, slow) == []  # never five within an hour
+
+
+def test_cross_region_a_batch_never_scanned_at_home_fires_at_three_codes() -> None:
+    det = CrossRegionDetector()
+    det.update(ship("B5", "CN-BJ"), T0)
+    two = [(scan(f"B5-{k}", f"u{k}", region="CN-SH", batch="B5"), T0 + k * MIN) for k in range(2)]
+    assert feed(det, two) == []
+    [obs] = det.update(scan("B5-2", "u2", region="CN-SH", batch="B5"), T0 + 2 * MIN)
+    assert obs.value == 3 and obs.details["threshold"] == 3
+    assert obs.details["scans_in_authorised_region"] == 0
+    # once the batch has sold at home, a traveller's few codes are not enough
+    det2 = CrossRegionDetector()
+    det2.update(ship("B6", "CN-BJ"), T0)
+    det2.update(scan("B6-9", "home", region="CN-BJ", batch="B6"), T0)
+    three = [(scan(f"B6-{k}", f"u{k}", region="CN-SH", batch="B6"), T0 + k * MIN) for k in range(3)]
+    assert feed(det2, three) == []
 
 
 def test_cross_region_scan_before_its_shipment_is_rejudged() -> None:
