@@ -360,6 +360,13 @@ def _sink_error(exc: BaseException, n: int, table: str, target: ClickHouseTarget
     )
 
 
+# Arrow blocks carry the events table, which every reader reads with FINAL and whose rows
+# are deduplicated events: replacing rows inside each inserted block (the engine's default)
+# finds next to nothing to replace there, yet doubled the insert's work (chDB, 50k rows:
+# 1.5 vs 2.9 us per row). FINAL gives the same answer either way.
+ARROW_INSERT_SETTINGS: dict[str, Any] = {"optimize_on_insert": 0}
+
+
 def _insert_rows(
     client: Client, to: str, *, rows: Sequence[Sequence[Any]], names: list[str]
 ) -> None:
@@ -368,7 +375,13 @@ def _insert_rows(
 
 def _insert_arrow(client: Client, to: str, *, block: pa.Table) -> None:
     data = _arrow_stream(block)
-    client.raw_insert(to, list(block.column_names), insert_block=data, fmt="ArrowStream")
+    client.raw_insert(
+        to,
+        list(block.column_names),
+        insert_block=data,
+        fmt="ArrowStream",
+        settings=ARROW_INSERT_SETTINGS,
+    )
 
 
 def _arrow_stream(table: pa.Table) -> bytes:
