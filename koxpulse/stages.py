@@ -21,7 +21,7 @@ from koxpulse.lateness import PartitionClock
 from koxpulse.metrics import Metrics
 from koxpulse.settings import Settings
 from koxpulse.timeutil import DAY_MS
-from sinks.event_columns import event_columns
+from sinks.event_columns import event_lines
 
 TableRows = tuple[str, list[tuple[Any, ...]]]
 
@@ -120,7 +120,7 @@ class Stages:
             return None
         return (
             "events",
-            event_columns(out.accepted_events, out.accepted_ts, self.version_clock()),
+            event_lines(out.accepted_events, out.accepted_ts, self.version_clock()),
         )
 
     @staticmethod

@@ -1,10 +1,12 @@
-"""Accepted events as Arrow columns for the ``events`` table.
+"""Accepted events for the ``events`` table.
 
 Drill-downs ("which outlets explain the drop?") and A/B readouts need the events
-themselves, not only the minute roll-ups. Building one Python row per event and
-letting the client serialise it costs more than decoding the event did; Arrow
-columns filled by C-level ``map`` over each event type and shipped to ClickHouse
-as one ArrowStream block cost a fraction of that.
+themselves, not only the minute roll-ups. Any per-column work on the events in Python
+(one Python row per event, or Arrow columns filled from the events' attributes) costs
+more than decoding the event did. :func:`event_lines` hands ClickHouse msgspec's JSON of
+the decoded events instead, one C call per batch, and ClickHouse fills the columns on
+the sink's thread (see :func:`sinks.tables.events_intake_sql`). :func:`event_columns`
+builds the same rows as an Arrow table: the reference the intake is tested against.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from itertools import compress, repeat
 from operator import attrgetter, is_
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from koxpulse.events import AnyEvent, Order, Redemption, Scan, Shipment
+from sinks.clickhouse import EventLines
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -101,6 +105,25 @@ def _layout(fields: dict[str, str]) -> tuple[attrgetter[Any], pa.StructType, tup
 
 
 _LAYOUTS = {cls: _layout(fields) for cls, fields in _FIELDS.items()}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def event_lines(events: Sequence[AnyEvent], ts: Sequence[int], version: int) -> EventLines:
+    """``[ts_ms, event, version]`` JSON lines, one per event, in the given order.
+
+    The event object is exactly what the decoder kept (its fields, no unknown ones, the
+    ``type`` tag first); zip's tuples are reused as encoding goes, so nothing is built
+    per event in Python.
+
+    >>> from koxpulse.events import Scan
+    >>> ev = Scan(event_id="e1", ts=0, region="CN-SD", channel="offline", code_id="c",
+    ...           user_id="u", outlet_id="o1")
+    >>> event_lines([ev], [60_000], 7).lines[:48]
+    b'[60000,{"type":"scan","event_id":"e1","ts":0,"re'
+    """
+    return EventLines(_encoder.encode_lines(zip(ts, events, repeat(version))), len(events))
 
 
 def event_columns(events: Sequence[AnyEvent], ts: Sequence[int], version: int) -> pa.Table:
