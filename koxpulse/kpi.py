@@ -59,8 +59,7 @@ KPI_COLUMNS = (
 Key = tuple[str, str]  # (region, channel)
 
 _ID = attrgetter("event_id")
-_REGION = attrgetter("region")
-_CHANNEL = attrgetter("channel")
+_REGION_CHANNEL = attrgetter("region", "channel")
 _CLASS = attrgetter("__class__")
 _CODE = attrgetter("code_id")
 _USER = attrgetter("user_id")
@@ -73,9 +72,9 @@ RELEASE_PER_BATCH = 20_000  # entries of closed minutes' sets freed per batch at
 LAZY_DISTINCT = 50_000  # entries past which a minute keeps its distinct counts up as it goes
 
 
-def _count_types(into: dict[str, int], events: Iterable[AnyEvent]) -> None:
-    """Events per type name, one C-level pass (for the metrics by type)."""
-    for cls, n in Counter(map(_CLASS, events)).items():
+def _count_types(into: dict[str, int], classes: Iterable[type]) -> None:
+    """Events per type name from their classes, one C-level pass (for the metrics by type)."""
+    for cls, n in Counter(classes).items():
         name = _TYPE_NAMES.get(cls) or cls.__name__.lower()
         into[name] = into.get(name, 0) + n
 
@@ -139,9 +138,10 @@ class Minute:
         self.n_scanners: Counter[int] | None = None
         self.n_buyers: Counter[int] | None = None
 
-    def add(self, events: list[AnyEvent], keys: list[int]) -> None:
+    def add(self, events: list[AnyEvent], classes: list[type], keys: list[int]) -> None:
+        """Count events of this minute; ``classes`` and ``keys`` are each event's class and
+        (region, channel) key id, worked out once per batch by the aggregator."""
         self.keys.update(keys)
-        classes = list(map(_CLASS, events))
         is_scan = list(map(is_, classes, repeat(Scan)))
         if True in is_scan:
             scans = list(compress(events, is_scan))
@@ -153,6 +153,8 @@ class Minute:
             self.n_scanners = _add_distinct(
                 self.scanners, self.n_scanners, zip(skeys, map(_USER, scans), strict=True)
             )
+            if len(scans) == len(events):
+                return
         is_red = list(map(is_, classes, repeat(Redemption)))
         if True in is_red:
             self.redemptions.update(compress(keys, is_red))
@@ -175,7 +177,9 @@ class KpiOutput:
 
     rows: list[KpiRow] = field(default_factory=list)
     late: list[LateEvent] = field(default_factory=list)
-    accepted: list[tuple[AnyEvent, int]] = field(default_factory=list)
+    # the accepted events of the batch and their times (epoch ms), in batch order
+    accepted_events: list[AnyEvent] = field(default_factory=list)
+    accepted_ts: list[int] = field(default_factory=list)
     ok: int = 0
     duplicates: int = 0
     closed_through: int | None = None  # every minute before this is final
@@ -186,6 +190,15 @@ class KpiOutput:
     ok_by_type: dict[str, int] = field(default_factory=dict)
     duplicates_by_type: dict[str, int] = field(default_factory=dict)
     received_at_ms: int | None = None  # when the batch behind this output was read
+    _pairs: list[tuple[AnyEvent, int]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def accepted(self) -> list[tuple[AnyEvent, int]]:
+        """The accepted events as ``(event, ts)`` pairs (what detection takes), made when
+        first asked for: the events table takes the two lists as they are."""
+        if self._pairs is None:
+            self._pairs = list(zip(self.accepted_events, self.accepted_ts, strict=True))
+        return self._pairs
 
 
 @dataclass
@@ -281,16 +294,19 @@ class KpiAggregator:
         ids = list(map(_ID, events))
         seen = self.seen
         repeated = list(map(seen.__contains__, ids))
+        had = len(seen)
+        seen.update(ids)
         drop: set[int] = set()
         if True in repeated:
             drop.update(compress(range(n), repeated))
-        first_at = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
-        if len(first_at) != n:  # the same id twice in this batch: keep the first
+        if len(seen) - had != n - len(drop):
+            # the same id twice in this batch: keep the first
+            first_at = dict(zip(reversed(ids), range(n - 1, -1, -1), strict=True))
             drop.update(set(range(n)).difference(first_at.values()))
+        classes = list(map(_CLASS, events))
         dups = len(drop)
         if dups:
-            _count_types(out.duplicates_by_type, (events[i] for i in drop))
-        seen.update(ids)
+            _count_types(out.duplicates_by_type, [classes[i] for i in drop])
         self.seen_batches.append((int(ts.max()), ids))
 
         minutes = ts - ts % MINUTE_MS
@@ -308,7 +324,9 @@ class KpiAggregator:
         if drop:
             mask = np.ones(n, dtype=bool)
             mask[list(drop)] = False
-            events = list(compress(events, mask.tolist()))
+            keep = mask.tolist()
+            events = list(compress(events, keep))
+            classes = list(compress(classes, keep))
             minutes = minutes[mask]
             ts = ts[mask]
         if not events:
@@ -317,16 +335,21 @@ class KpiAggregator:
         keys = self._key_ids(events)
         first, last = int(minutes.min()), int(minutes.max())
         if first == last:
-            self._minute(first).add(events, keys)
+            self._minute(first).add(events, classes, keys)
         else:
             for m in np.unique(minutes).tolist():
                 sel = (minutes == m).tolist()
-                self._minute(m).add(list(compress(events, sel)), list(compress(keys, sel)))
+                self._minute(m).add(
+                    list(compress(events, sel)),
+                    list(compress(classes, sel)),
+                    list(compress(keys, sel)),
+                )
         out.ok += len(events)
-        _count_types(out.ok_by_type, events)
+        _count_types(out.ok_by_type, classes)
         out.duplicates += dups
         if self.keep_accepted:
-            out.accepted.extend(zip(events, ts.tolist(), strict=True))
+            out.accepted_events = events
+            out.accepted_ts = ts.tolist()
 
     def _release(self) -> None:
         """Free a slice of the closed minutes' sets: dropping a busy minute's sets at once
@@ -346,12 +369,14 @@ class KpiAggregator:
 
     def _key_ids(self, events: list[AnyEvent]) -> list[int]:
         """Small integer ids for (region, channel): cheaper to hash in every set and counter."""
-        pairs = list(zip(map(_REGION, events), map(_CHANNEL, events), strict=True))
         ids = self.key_ids
-        for pair in set(pairs).difference(ids):
-            ids[pair] = len(self.key_names)
-            self.key_names.append(pair)
-        return list(map(ids.__getitem__, pairs))
+        keys = list(map(ids.get, map(_REGION_CHANNEL, events)))
+        if None in keys:  # a (region, channel) never seen before
+            for pair in set(map(_REGION_CHANNEL, events)).difference(ids):
+                ids[pair] = len(self.key_names)
+                self.key_names.append(pair)
+            keys = list(map(ids.__getitem__, map(_REGION_CHANNEL, events)))
+        return keys  # type: ignore[return-value]
 
     def _minute(self, m: int) -> Minute:
         state = self.minutes.get(m)

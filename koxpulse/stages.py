@@ -21,7 +21,7 @@ from koxpulse.lateness import PartitionClock
 from koxpulse.metrics import Metrics
 from koxpulse.settings import Settings
 from koxpulse.timeutil import DAY_MS
-from sinks.event_columns import event_columns
+from sinks.event_columns import event_lines
 
 TableRows = tuple[str, list[tuple[Any, ...]]]
 
@@ -116,10 +116,12 @@ class Stages:
 
     def event_rows(self, item: tuple[str, KpiOutput]) -> tuple[str, Any] | None:
         out = item[1]
-        if not out.accepted:
+        if not out.accepted_events:
             return None
-        events, ts = zip(*out.accepted, strict=True)
-        return ("events", event_columns(events, ts, self.version_clock()))
+        return (
+            "events",
+            event_lines(out.accepted_events, out.accepted_ts, self.version_clock()),
+        )
 
     @staticmethod
     def kpi_rows(item: tuple[str, KpiOutput]) -> TableRows | None:

@@ -1,10 +1,12 @@
-"""Accepted events as Arrow columns for the ``events`` table.
+"""Accepted events for the ``events`` table.
 
 Drill-downs ("which outlets explain the drop?") and A/B readouts need the events
-themselves, not only the minute roll-ups. Building one Python row per event and
-letting the client serialise it costs more than decoding the event did; Arrow
-columns filled by C-level ``map`` over each event type and shipped to ClickHouse
-as one ArrowStream block cost a fraction of that.
+themselves, not only the minute roll-ups. Any per-column work on the events in Python
+(one Python row per event, or Arrow columns filled from the events' attributes) costs
+more than decoding the event did. :func:`event_lines` hands ClickHouse msgspec's JSON of
+the decoded events instead, one C call per batch, and ClickHouse fills the columns on
+the sink's thread (see :func:`sinks.tables.events_intake_sql`). :func:`event_columns`
+builds the same rows as an Arrow table: the reference the intake is tested against.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import compress, repeat
 from operator import attrgetter, is_
+from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from koxpulse.events import AnyEvent, Order, Redemption, Scan, Shipment
+from sinks.clickhouse import EventLines
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -85,14 +90,49 @@ _TYPE_NAMES: dict[type[AnyEvent], str] = {
     Order: "order",
     Shipment: "shipment",
 }
-_FIXED = ("ts", "type", "event_id", "region", "channel", "version")
 _CLASS = attrgetter("__class__")
 _TS_TYPE = EVENTS_SCHEMA.field("ts").type
+_COMMON = ("event_id", "region", "channel")
+
+
+def _layout(fields: dict[str, str]) -> tuple[attrgetter[Any], pa.StructType, tuple[str, ...]]:
+    """For one event type: a getter of the filled columns' values as one tuple, the Arrow
+    struct those tuples convert to, and the column names in that order."""
+    names = _COMMON + tuple(f.name for f in EVENTS_SCHEMA if f.name in fields)
+    attrs = [fields.get(name) or name for name in names]
+    struct = pa.struct([pa.field(name, EVENTS_SCHEMA.field(name).type) for name in names])
+    return attrgetter(attrs[0], *attrs[1:]), struct, names
+
+
+_LAYOUTS = {cls: _layout(fields) for cls, fields in _FIELDS.items()}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def event_lines(events: Sequence[AnyEvent], ts: Sequence[int], version: int) -> EventLines:
+    """``[ts_ms, event, version]`` JSON lines, one per event, in the given order.
+
+    The event object is exactly what the decoder kept (its fields, no unknown ones, the
+    ``type`` tag first); zip's tuples are reused as encoding goes, so nothing is built
+    per event in Python.
+
+    >>> from koxpulse.events import Scan
+    >>> ev = Scan(event_id="e1", ts=0, region="CN-SD", channel="offline", code_id="c",
+    ...           user_id="u", outlet_id="o1")
+    >>> event_lines([ev], [60_000], 7).lines[:48]
+    b'[60000,{"type":"scan","event_id":"e1","ts":0,"re'
+    """
+    return EventLines(_encoder.encode_lines(zip(ts, events, repeat(version))), len(events))
 
 
 def event_columns(events: Sequence[AnyEvent], ts: Sequence[int], version: int) -> pa.Table:
     """An Arrow table with :data:`EVENTS_SCHEMA`, one row per event, in the given order
     within each event type.
+
+    Per type, one C-level pass takes each event's fields as a tuple (``attrgetter`` of
+    several names) and Arrow converts the tuples to a struct array in one call, whose
+    children are the columns: each event is visited once, not once per column.
 
     >>> from koxpulse.events import Scan
     >>> ev = Scan(event_id="e1", ts=0, region="CN-SD", channel="offline", code_id="c",
@@ -102,29 +142,28 @@ def event_columns(events: Sequence[AnyEvent], ts: Sequence[int], version: int) -
     (1, ['o1'], [None])
     """
     classes = list(map(_CLASS, events))
+    present = set(classes)
     parts: list[pa.Table] = []
-    for cls, fields in _FIELDS.items():
-        mask = list(map(is_, classes, repeat(cls)))
-        if True not in mask:
+    for cls, (getter, struct, filled) in _LAYOUTS.items():
+        if cls not in present:
             continue
-        evs = list(compress(events, mask))
+        if len(present) == 1:
+            evs, tss = events, ts
+        else:
+            mask = list(map(is_, classes, repeat(cls)))
+            evs, tss = list(compress(events, mask)), list(compress(ts, mask))
         n = len(evs)
-        cols: dict[str, pa.Array] = {
-            "ts": pa.array(list(compress(ts, mask)), pa.int64()).cast(_TS_TYPE),
-            "type": pa.array(repeat(_TYPE_NAMES[cls], n), pa.string(), size=n),
-            "event_id": pa.array(list(map(attrgetter("event_id"), evs)), pa.string()),
-            "region": pa.array(list(map(attrgetter("region"), evs)), pa.string()),
-            "channel": pa.array(list(map(attrgetter("channel"), evs)), pa.string()),
-            "version": pa.array(repeat(version, n), pa.uint64(), size=n),
-        }
-        for f in EVENTS_SCHEMA:
-            if f.name in _FIXED:
-                continue
-            attr = fields.get(f.name)
-            cols[f.name] = (
-                pa.array(list(map(attrgetter(attr), evs)), f.type) if attr else pa.nulls(n, f.type)
+        fields = pa.array(list(map(getter, evs)), struct).flatten()
+        cols = dict(zip(filled, fields, strict=True))
+        cols["ts"] = pa.array(tss, pa.int64()).cast(_TS_TYPE)
+        cols["type"] = pa.repeat(pa.scalar(_TYPE_NAMES[cls], pa.string()), n)
+        cols["version"] = pa.repeat(pa.scalar(version, pa.uint64()), n)
+        parts.append(
+            pa.table(
+                [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in EVENTS_SCHEMA],
+                schema=EVENTS_SCHEMA,
             )
-        parts.append(pa.table([cols[name] for name in EVENTS_SCHEMA.names], schema=EVENTS_SCHEMA))
+        )
     if not parts:
         return EVENTS_SCHEMA.empty_table()
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts)

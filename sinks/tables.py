@@ -152,3 +152,50 @@ Columns that do not apply to an event's type are NULL; ``units`` is a shipment's
 ``codes``."""
 
 TABLES = {t.name: t for t in (KPI_MINUTE, ALERTS, DEAD_LETTERS, LATE_EVENTS, EVENTS)}
+
+# The events table is filled through an intake: the dataflow hands ClickHouse each batch of
+# accepted events as msgspec's JSON of the decoded events (one C call per batch), and a
+# materialized view moves them into ``events``. Building Arrow columns from the events in
+# Python cost more than decoding them; ClickHouse reads the JSON on the sink's own thread,
+# which does not hold the GIL. The intake stores nothing (ENGINE = Null).
+EVENTS_INTAKE = "events_intake"
+EVENTS_INTAKE_VIEW = "events_intake_view"
+EVENTS_INTAKE_COLUMNS = ("ts_ms", "event", "version")
+# an event's JSON field -> the events column it fills, where the names differ
+INTAKE_RENAMES = {"codes": "units"}
+
+
+def _plain(ctype: str) -> str:
+    """The element type inside the intake's tuple: LowCardinality is the table's business."""
+    if ctype.startswith("LowCardinality(") and ctype.endswith(")"):
+        return ctype[len("LowCardinality(") : -1]
+    return ctype
+
+
+def events_intake_sql(database: str) -> list[str]:
+    """DDL of the intake (idempotent): a Null table of ``(ts_ms, event, version)`` rows whose
+    ``event`` is the event's JSON object read as a named tuple (absent fields are NULL,
+    fields the events table has no column for are ignored), and the view into ``events``."""
+    field_of = {column: field for field, column in INTAKE_RENAMES.items()}
+    fields = [
+        (field_of.get(name, name), _plain(ctype))
+        for name, ctype in EVENTS.columns
+        if name not in ("ts", "version")
+    ]
+    tuple_type = ", ".join(f"{quote_ident(f)} {t}" for f, t in fields)
+    db = quote_ident(database)
+    intake = f"{db}.{quote_ident(EVENTS_INTAKE)}"
+    select = ", ".join(
+        "fromUnixTimestamp64Milli(ts_ms, 'UTC') AS ts"
+        if name == "ts"
+        else "version"
+        if name == "version"
+        else f"event.{quote_ident(field_of.get(name, name))} AS {quote_ident(name)}"
+        for name in EVENTS.column_names
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {intake} "
+        f"(ts_ms Int64, event Tuple({tuple_type}), version UInt64) ENGINE = Null",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{quote_ident(EVENTS_INTAKE_VIEW)} "
+        f"TO {db}.{quote_ident(EVENTS.name)} AS SELECT {select} FROM {intake}",
+    ]

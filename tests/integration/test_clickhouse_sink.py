@@ -6,7 +6,7 @@ from pathlib import Path
 
 from koxpulse.experiments.views import VIEW_NAMES
 from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, ensure_schema
-from sinks.tables import TABLES, quote_ident
+from sinks.tables import EVENTS_INTAKE, EVENTS_INTAKE_VIEW, TABLES, quote_ident
 
 T0 = 1_795_305_600_000
 
@@ -29,9 +29,11 @@ def test_schema_is_created_idempotently_with_every_contract_table(chdb_client, d
             parameters={"db": database},
         ).result_rows
     )
-    assert set(engines) == set(TABLES) | set(VIEW_NAMES)
+    assert set(engines) == set(TABLES) | set(VIEW_NAMES) | {EVENTS_INTAKE, EVENTS_INTAKE_VIEW}
     # experiment readouts are plain views over FINAL: exact under re-inserted rows
     assert {engines[v] for v in VIEW_NAMES} == {"View"}
+    # the events intake stores nothing; its view moves the rows into events
+    assert (engines[EVENTS_INTAKE], engines[EVENTS_INTAKE_VIEW]) == ("Null", "MaterializedView")
     cols = [
         r[0]
         for r in chdb_client.query(
@@ -94,7 +96,7 @@ def test_identifiers_are_quoted(chdb_client) -> None:
     ensure_schema(chdb_client, odd)
     assert chdb_client.query(
         "SELECT count() FROM system.tables WHERE database = {db:String}", parameters={"db": odd}
-    ).result_rows == [(len(TABLES) + len(VIEW_NAMES),)]
+    ).result_rows == [(len(TABLES) + len(VIEW_NAMES) + 2,)]
     assert quote_ident("a`b") == "`a\\`b`"
 
 
