@@ -9,7 +9,11 @@ time, and most of the event-to-alert p99. Reference counting frees nearly everyt
 koxpulse drops, and the young generations still catch short-lived cycles; so during a
 run the objects made at start-up are frozen (never scanned again), automatic full
 passes are off, and a full collection runs every ``interval`` seconds instead, to
-reclaim whatever cycles reach the old generation.
+reclaim whatever cycles reach the old generation. The youngest generation is collected
+every 20,000 allocations instead of 700: a batch allocates tens of thousands of small
+tuples and lists, nearly all freed by reference counting, so the frequent young passes
+mostly re-scanned survivors (replay, detectors off: dataflow-thread CPU 8.33 -> 7.62 us
+per event, medians of 3 alternated runs).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import threading
 from collections.abc import Iterator
 
 _NEVER = 2**31 - 1  # a full-pass threshold no run reaches
+_YOUNG = 20_000  # allocations between young-generation passes (Python's default: 700)
 
 
 @contextlib.contextmanager
@@ -31,7 +36,7 @@ def full_collections_every(interval: float) -> Iterator[None]:
     before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    gc.set_threshold(before[0], before[1], _NEVER)
+    gc.set_threshold(max(before[0], _YOUNG), before[1], _NEVER)
     stop = threading.Event()
 
     def collect() -> None:

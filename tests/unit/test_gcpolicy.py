@@ -18,7 +18,8 @@ def test_full_collections_run_on_the_timer_only_and_the_defaults_come_back() -> 
             full.append(time.monotonic())
 
     with full_collections_every(0.05):
-        assert gc.get_threshold()[:2] == before[:2]
+        # young passes every 20,000 allocations at least; the middle generation as before
+        assert gc.get_threshold()[:2] == (max(before[0], 20_000), before[1])
         assert gc.get_threshold()[2] > 10**9  # no automatic full pass
         assert gc.get_freeze_count() > 0  # start-up objects are never scanned again
         gc.callbacks.append(seen)
