@@ -22,14 +22,15 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def rows(seed: int, minutes: int, outage: range | None) -> list[KpiRow]:
-    """Per-minute rows of one region x channel with a daily rhythm (Beijing daytime busy)."""
+def rows(seed: int, minutes: int, outage: range | None, surge: range | None = None) -> list[KpiRow]:
+    """Per-minute rows of one region x channel with a daily rhythm (Beijing daytime busy);
+    no orders during ``outage``, four times the scans during ``surge``."""
     rng = random.Random(seed)
     out: list[KpiRow] = []
     for m in range(minutes):
         hour = (m // 60) % 24
         busy = 1.0 if 8 <= hour < 22 else 0.25
-        scans = _poisson(rng, 12 * busy)
+        scans = _poisson(rng, 12 * busy * (4 if surge is not None and m in surge else 1))
         reds = _poisson(rng, 5 * busy)
         orders = 0 if outage is not None and m in outage else _poisson(rng, 6 * busy)
         buyers = orders
@@ -55,11 +56,11 @@ def rows(seed: int, minutes: int, outage: range | None) -> list[KpiRow]:
     return out
 
 
-def replay(data: list[KpiRow]) -> dict[str, object]:
+def replay(data: list[KpiRow], step: int = 10) -> dict[str, object]:
     det = Detection()
     latest: dict[str, object] = {}
-    for i in range(0, len(data), 10):
-        chunk = data[i : i + 10]
+    for i in range(0, len(data), step):
+        chunk = data[i : i + step]
         closed = chunk[-1][0] + MIN
         for alert in det.process(KpiOutput(rows=chunk, closed_through=closed)):
             latest[alert.alert_id] = alert
@@ -79,3 +80,20 @@ def test_a_midday_orders_outage_is_one_kpi_anomaly() -> None:
     assert a.details["metric"] == "orders" and a.details["direction"] == "down"  # type: ignore[attr-defined]
     assert T0 + start * MIN <= a.starts_at <= T0 + (start + 60) * MIN  # type: ignore[attr-defined]
     assert (a.region, a.channel) == ("CN-SC", "ecommerce")  # type: ignore[attr-defined]
+
+
+def test_a_scan_surge_alerts_within_minutes_of_its_start_however_minutes_are_batched() -> None:
+    start = 36 * 60 + 3  # 12:03 Beijing on the second day: inside a 10-minute bucket
+    data = rows(2, 40 * 60, None, surge=range(start, start + 30))
+    by_step = {}
+    for step in (1, 7, 10):
+        alerts = list(replay(data, step).values())
+        assert [a.kind for a in alerts] == ["kpi_anomaly"], step  # type: ignore[attr-defined]
+        by_step[step] = alerts
+    a = by_step[1][0]
+    # the early look judged the partial bucket: alerted before the bucket was complete
+    assert a.details["metric"] == "scans" and a.details["direction"] == "up"  # type: ignore[attr-defined]
+    assert "early" in a.details  # type: ignore[attr-defined]
+    assert T0 + start * MIN < a.starts_at <= T0 + (start + 4) * MIN  # type: ignore[attr-defined]
+    # the same alert whatever the batching of closed minutes
+    assert by_step[7] == by_step[1] == by_step[10]
