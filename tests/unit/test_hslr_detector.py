@@ -83,3 +83,16 @@ def test_pickled_detector_continues_identically(seed: int, cut: int) -> None:
     c = HighScanLowRedemption()
     d = HighScanLowRedemption()
     assert run(c, data) == run(d, data)
+
+
+def test_a_plain_collapse_of_a_busy_key_fires_on_its_first_bucket() -> None:
+    # 40-70 scans per bucket at 50 %: 20-35 redemptions expected per bucket, so a level
+    # with twice that volume gives the single-bucket judgement enough to be sure of
+    for seed in range(3):
+        busy = [(s * 3, r * 3) for s, r in stream(seed, drop_at=300)]
+        fired = run(HighScanLowRedemption(), busy)
+        # (a bucket whose scans dip below 80 % of usual is not judged on its own)
+        assert fired and fired[0] in (300, 301), (seed, fired[:3])
+        # without the fast path the hour's evidence takes several buckets
+        slow = run(HighScanLowRedemption(fast_buckets=0), busy)
+        assert slow and slow[0] >= fired[0] + 2, (seed, slow[:3])
