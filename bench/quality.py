@@ -20,7 +20,14 @@ from detectors.fraud import FraudParams
 from koxpulse.alerts import Alert
 from koxpulse.decode import decode_batch
 from koxpulse.detection import Detection, DetectionParams
-from koxpulse.evaluate import KindScore, ScoredAlert, format_scores, load_labels, score
+from koxpulse.evaluate import (
+    KindScore,
+    ScoredAlert,
+    format_scores,
+    incident_delays,
+    load_labels,
+    score,
+)
 from koxpulse.kpi import KpiAggregator
 from koxpulse.lateness import PartitionClock
 from koxpulse.simulator import companion_paths, simulate
@@ -75,14 +82,9 @@ def stream(cache: Path, seed: int, hours: float, scale: float, incidents: bool) 
 
 def delays(alerts: list[Alert], path: Path) -> list[tuple[str, float | None]]:
     """Per incident: its kind and the delay of its first matching alert (None: missed)."""
-    from koxpulse.evaluate import matches
-
-    out: list[tuple[str, float | None]] = []
-    sa = scored(alerts)
-    for inc in load_labels(companion_paths(path).labels):
-        hits = [a.starts_at for a in sa if matches(a, inc)]
-        out.append((inc.kind, max(0, min(hits) - inc.start) / 1000 if hits else None))
-    return out
+    incidents = load_labels(companion_paths(path).labels)
+    found = incident_delays(scored(alerts), incidents)
+    return [(inc.kind, d) for inc, d in zip(incidents, found, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -473,7 +473,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from koxpulse.evaluate import ScoredAlert, format_scores, load_labels, score
+    from koxpulse.evaluate import (
+        ScoredAlert,
+        format_overall_delay,
+        format_scores,
+        incident_delays,
+        load_labels,
+        score,
+    )
     from koxpulse.runner import clickhouse_target
     from sinks.clickhouse import connect
     from sinks.tables import quote_ident
@@ -493,6 +500,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         client.close()
     alerts = [ScoredAlert(*r) for r in rows]
     sys.stdout.write(format_scores(score(alerts, incidents)))
+    sys.stdout.write(format_overall_delay(incident_delays(alerts, incidents)))
     return 0
 
 

@@ -140,6 +140,29 @@ def score(alerts: Iterable[ScoredAlert], incidents: Iterable[Incident]) -> list[
     return out
 
 
+def incident_delays(
+    alerts: Iterable[ScoredAlert], incidents: Iterable[Incident]
+) -> list[float | None]:
+    """Per incident, seconds from its start to its first matching alert (None: missed)."""
+    alerts = list(alerts)
+    out: list[float | None] = []
+    for inc in incidents:
+        hits = [a.starts_at for a in alerts if matches(a, inc)]
+        out.append(max(0, min(hits) - inc.start) / 1000 if hits else None)
+    return out
+
+
+def format_overall_delay(delays: list[float | None]) -> str:
+    """One line: the median and worst delay over every incident found, of all kinds."""
+    found = [d for d in delays if d is not None]
+    if not found:
+        return "no incident found\n"
+    return (
+        f"over all {len(delays)} incidents: {len(found)} found, median delay "
+        f"{statistics.median(found) / 60:.1f} min, worst {max(found) / 60:.1f} min\n"
+    )
+
+
 def format_scores(scores: list[KindScore]) -> str:
     head = (
         f"{'kind':<26}{'incidents':>10}{'detected':>9}{'alerts':>7}{'precision':>10}"

@@ -114,18 +114,16 @@ def test_more_seeds_every_incident_found_early(seed: int, tmp_path: Path) -> Non
     per kind)."""
     import statistics
 
-    from koxpulse.evaluate import matches
+    from koxpulse.evaluate import incident_delays, matches
 
     stream = tmp_path / f"seed{seed}.jsonl.gz"
     simulate(stream, hours=40, seed=seed, scale=1.0, incidents=True)
     alerts = scored_rows(replay_alerts(stream, f"chdb://{tmp_path / 'ch'}"))
     incidents = load_labels(companion_paths(stream).labels)
     assert len(incidents) == 10
-    delays = []
-    for inc in incidents:
-        hits = [a.starts_at for a in alerts if matches(a, inc)]
-        assert hits, inc
-        delays.append(max(0, min(hits) - inc.start) / 60_000)
+    found = incident_delays(alerts, incidents)
+    assert None not in found, list(zip(incidents, found, strict=True))
+    delays = [d / 60 for d in found if d is not None]
     matched = sum(1 for a in alerts if any(matches(a, i) for i in incidents))
     assert matched / len(alerts) >= 0.9, alerts
     assert statistics.median(delays) <= 10.0, sorted(delays)

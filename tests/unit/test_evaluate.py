@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from koxpulse.errors import ConfigError
-from koxpulse.evaluate import Incident, ScoredAlert, format_scores, load_labels, score
+from koxpulse.evaluate import (
+    Incident,
+    ScoredAlert,
+    format_overall_delay,
+    format_scores,
+    incident_delays,
+    load_labels,
+    score,
+)
 
 M = 60_000
 
@@ -54,6 +62,12 @@ def test_matching_window_entity_and_delays() -> None:
     assert kpi.median_delay_s == 7 * 60 and kpi.worst_delay_s == 7 * 60
     text = format_scores(list(got.values()))
     assert "duplicate_code" in text and "all kinds" in text
+    delays = incident_delays(alerts, incidents)
+    assert delays == [0.0, None, 7 * 60.0]
+    assert format_overall_delay(delays) == (
+        "over all 3 incidents: 2 found, median delay 3.5 min, worst 7.0 min\n"
+    )
+    assert format_overall_delay([None]) == "no incident found\n"
 
 
 def test_labels_file_round_trip_and_errors(tmp_path: Path) -> None:
