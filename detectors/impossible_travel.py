@@ -89,7 +89,7 @@ class ImpossibleTravelDetector:
         max_kmh: float = 900.0,
         min_km: float = 300.0,
         window_ms: int = 24 * texts.HOUR_MS,
-        max_users: int = 2_000_000,
+        max_users: int = 1_000_000,
         emit_interval_ms: int = 60_000,
         lang: str = "en",
     ) -> None:

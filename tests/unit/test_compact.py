@@ -215,3 +215,48 @@ def test_a_string_column_has_no_numeric_view() -> None:
     table = CompactTable(COLUMNS)
     with pytest.raises(AssertionError, match="string column"):
         table.column(0)
+
+
+def test_one_long_probe_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worst case for linear probing: distinct keys that all start at the same slot."""
+    monkeypatch.setattr(
+        detectors.compact, "xxh3_64_intdigest", lambda b: int.from_bytes(b, "little") << 24
+    )
+    table = CompactTable(COLUMNS)
+    for i in range(600):
+        put(table, f"k{i}", f"n{i}", i)
+    table.remove_where(table.live_mask() & (table.column(1) % 2 == 0))
+    table.remove(table.find(key_of("k1")))
+    for i in range(600, 700):  # inserts reuse deleted slots of the cluster
+        put(table, f"k{i}", f"n{i}", i)
+    assert len(table) == 399
+    for i in range(700):
+        assert get(table, f"k{i}") == (
+            None if i < 600 and i % 2 == 0 or i == 1 else (f"n{i}", i, 0.5)
+        )
+    restored = pickle.loads(pickle.dumps(table))
+    assert [get(restored, f"k{i}") for i in range(700)] == [get(table, f"k{i}") for i in range(700)]
+
+
+def test_repeat_buyer_history_is_exact_even_when_hashes_clash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from koxpulse.kpi import LastOrders
+
+    monkeypatch.setattr(detectors.compact, "xxh3_64_intdigest", lambda b: 42 + len(b) % 2)
+    history = LastOrders()
+    model: dict[str, int] = {}
+    for i in range(200):
+        user, minute = f"u{i % 37}", i * 60_000
+        assert history.get(user, -1) == model.get(user, -1)
+        history.set(user, minute)
+        model[user] = minute
+        if i % 50 == 49:
+            horizon = (i - 40) * 60_000
+            history.purge(horizon)
+            model = {u: m for u, m in model.items() if m >= horizon}
+        assert len(history) == len(model)
+    history = pickle.loads(pickle.dumps(history))
+    assert {f"u{k}": history.get(f"u{k}", -1) for k in range(40)} == {
+        f"u{k}": model.get(f"u{k}", -1) for k in range(40)
+    }
