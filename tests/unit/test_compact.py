@@ -232,7 +232,7 @@ def test_one_long_probe_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(table) == 399
     for i in range(700):
         assert get(table, f"k{i}") == (
-            None if i < 600 and i % 2 == 0 or i == 1 else (f"n{i}", i, 0.5)
+            None if (i < 600 and i % 2 == 0) or i == 1 else (f"n{i}", i, 0.5)
         )
     restored = pickle.loads(pickle.dumps(table))
     assert [get(restored, f"k{i}") for i in range(700)] == [get(table, f"k{i}") for i in range(700)]
