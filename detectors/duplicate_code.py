@@ -5,9 +5,10 @@ again, but a code scanned by several different users within a day was leaked
 (printed on a poster, shared in a chat group) or copied onto counterfeits.
 
 Memory is what matters here: most codes are scanned once, and a day of scans must
-be remembered. A code with one scanner costs one dict slot holding a reference to
-that scanner's user id; only on a second distinct user does the code get a small
-record (its users with the time each was first seen, scans per region).
+be remembered. A code with one scanner is one row of a :class:`~detectors.compact.CompactTable`
+(the code's 64-bit key, its scanner's id, the hour it came: about 40 bytes); only on a
+second distinct user does the code get a small record (its users with the time each was
+first seen, scans per region).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from __future__ import annotations
 from typing import Any
 
 from detectors import texts
+from detectors.compact import STR, CompactTable
 from koxpulse.alerts import Observation
 from koxpulse.events import AnyEvent, Scan
 
 KIND = "duplicate_code"
 _NEVER = -(1 << 62)
 
+_LATEST = 1 << 62  # "no single-scanner code yet" for the oldest-bucket bound
+# columns of a single-scanner code: its scanner, the expiry bucket it came in
+_ONE_USER, _ONE_BUCKET = 0, 1
 # slots of the record of a code with >= 2 distinct users
 _USERS, _REGIONS, _REGION, _CHANNEL, _LAST, _EMIT, _WB, _SCANS, _BATCH = range(9)
 
@@ -49,6 +54,10 @@ class DuplicateCodeDetector:
 
     The first user's time is not stored (memory); on the second user it is taken as
     that moment, so a spread can be understated by the gap between the first two.
+    Single-scanner codes are found by a 64-bit hash of the code (see
+    :mod:`detectors.compact`): two codes sharing one (about 1 in 10 million with a
+    million codes held) would look like one code, so a third scanner could be reported
+    one scan early; the scanner ids themselves are kept exactly.
 
     >>> from koxpulse.events import Scan
     >>> det = DuplicateCodeDetector()
@@ -94,14 +103,11 @@ class DuplicateCodeDetector:
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._bucket_ms = max(1, window_ms // 24)
-        self._one: dict[str, str] = {}
-        """code -> its only scanner so far (the common case)."""
-        self._one_wheel: dict[int, list[str]] = {}
-        """expiry bucket -> codes that entered ``_one`` in it."""
+        self._one = CompactTable((("user", STR), ("bucket", "i8")), max_rows=max_codes + 1)
+        """code -> its only scanner so far and the bucket it came in (the common case)."""
+        self._one_oldest = _LATEST  # no bucket in _one is older than this
         self._many: dict[str, list[Any]] = {}
         self._many_wheel: dict[int, list[str]] = {}
-        self._tail_b = _NEVER  # the newest bucket of _one_wheel and its list
-        self._tail: list[str] = []
 
     # -- event path ------------------------------------------------------------------
 
@@ -114,38 +120,31 @@ class DuplicateCodeDetector:
 
     def on_scan(self, ev: Scan, t: int, out: list[Observation]) -> None:
         code = ev.code_id
-        one = self._one
-        first_user = one.get(code)
-        if first_user is None:
-            rec = self._many.get(code) if self._many else None
-            if rec is None:
-                one[code] = ev.user_id
+        many = self._many
+        rec = many.get(code) if many else None  # a code is in _one or in _many, not both
+        if rec is None:
+            one = self._one
+            r = one.upsert(code)
+            if r < 0:
+                r = ~r
+                one.strs[_ONE_USER].set(r, ev.user_id)
                 b = t // self._bucket_ms
-                if b == self._tail_b:
-                    self._tail.append(code)
-                else:
-                    self._put_one(b, code)
-                if len(one) > self.max_codes:
+                one.views[_ONE_BUCKET][r] = b
+                if b < self._one_oldest:
+                    self._one_oldest = b
+                if one.size > self.max_codes:
                     self._evict_one()
                 return
-        elif first_user == ev.user_id:
-            return  # the owner scanning again: the common repeat
-        else:
-            del one[code]  # its wheel entry stays; expiry skips codes no longer in _one
+            users = one.strs[_ONE_USER]
+            if users.eq(r, ev.user_id):
+                return  # the owner scanning again: the common repeat
+            first_user = users.get(r)
+            one.remove(r)
             rec = [{first_user: t}, {}, ev.region, ev.channel, t, _NEVER, -1, 1, ev.batch_id]
-            self._many[code] = rec
-            if len(self._many) > self.max_multi_codes:
+            many[code] = rec
+            if len(many) > self.max_multi_codes:
                 self._evict_many()
         self._multi(rec, code, ev, t, out)
-
-    def _put_one(self, b: int, code: str) -> None:
-        wl = self._one_wheel.get(b)
-        if wl is None:
-            wl = self._one_wheel[b] = [code]
-        else:
-            wl.append(code)
-        if b >= self._tail_b:  # the newest bucket's list, appended to directly
-            self._tail_b, self._tail = b, wl
 
     def _multi(self, rec: list[Any], code: str, ev: Scan, t: int, out: list[Observation]) -> None:
         users: dict[str, int] = rec[_USERS]
@@ -220,12 +219,11 @@ class DuplicateCodeDetector:
     def expire(self, now: int) -> None:
         """Forget codes whose scans are all older than ``window_ms`` before ``now``."""
         cutoff_b = (now - self.window_ms) // self._bucket_ms
-        one = self._one
-        for b in [k for k in self._one_wheel if k < cutoff_b]:
-            for code in self._one_wheel.pop(b):
-                one.pop(code, None)
-        if self._tail_b not in self._one_wheel:
-            self._tail_b, self._tail = _NEVER, []
+        if cutoff_b > self._one_oldest:
+            one = self._one
+            one.remove_where(one.live_mask() & (one.column(_ONE_BUCKET) < cutoff_b))
+            oldest = one.min_live(_ONE_BUCKET)
+            self._one_oldest = _LATEST if oldest is None else oldest
         many = self._many
         for b in [k for k in self._many_wheel if k < cutoff_b]:
             for code in self._many_wheel.pop(b):
@@ -236,11 +234,12 @@ class DuplicateCodeDetector:
     def _evict_one(self) -> None:
         """Over the cap: forget the oldest bucket of single-scanner codes."""
         one = self._one
-        while len(one) > self.max_codes and self._one_wheel:
-            for code in self._one_wheel.pop(min(self._one_wheel)):
-                one.pop(code, None)
-        if self._tail_b not in self._one_wheel:
-            self._tail_b, self._tail = _NEVER, []
+        buckets = one.column(_ONE_BUCKET)
+        oldest = one.min_live(_ONE_BUCKET)
+        while oldest is not None and one.size > self.max_codes:
+            one.remove_where(one.live_mask() & (buckets == oldest))
+            oldest = one.min_live(_ONE_BUCKET)
+        self._one_oldest = _LATEST if oldest is None else oldest
 
     def _evict_many(self) -> None:
         many = self._many

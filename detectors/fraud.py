@@ -95,7 +95,7 @@ class FraudParams:
     travel_max_kmh: float = 900.0
     travel_min_km: float = 300.0
     travel_window_ms: int = 24 * HOUR
-    travel_max_users: int = 2_000_000
+    travel_max_users: int = 1_000_000
 
     fold_into_outlet_ms: int = 30 * MINUTE
     """Reward farming at an outlet reported for self-redemption within this long is that

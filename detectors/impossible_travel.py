@@ -3,6 +3,11 @@
 Each user's last geolocated scan is kept; a new geolocated scan is compared with it by
 great-circle (haversine) distance and the implied speed. A cheap upper bound on the
 distance rejects the usual same-city case before any trigonometry.
+
+The last scans are rows of a :class:`~detectors.compact.CompactTable` keyed by a 64-bit
+hash of the user id: time, latitude and longitude as ``int64``/``float64`` (exact), the
+scan's region, channel and city as one small interned id, its code as bytes, about 50
+bytes a user instead of a tuple of Python objects several times that.
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 from math import asin, cos, radians, sin, sqrt
 from typing import Any
 
+import numpy as np
+
 from detectors import texts
+from detectors.compact import STR, CompactTable, Interner, key_of
 from koxpulse.alerts import Observation
 from koxpulse.events import AnyEvent, Scan
 
@@ -18,10 +26,12 @@ KIND = "impossible_travel"
 EARTH_RADIUS_KM = 6371.0088
 KM_PER_DEGREE = EARTH_RADIUS_KM * 3.141592653589793 / 180.0
 _NEVER = -(1 << 62)
+_LATEST = 1 << 62  # "no user yet" for the oldest-bucket bound
 _BUCKET_MS = 10 * 60_000
+_PLACES_KEPT = 4096  # distinct (region, channel, city) ids kept before unused ones go
 
-# a user's last geolocated scan
-_T, _LAT, _LON, _REGION, _CHANNEL, _CITY, _CODE, _EMIT, _WB = range(9)
+# a user's last geolocated scan: columns of the table
+_T, _LAT, _LON, _PLACE, _CODE = range(5)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -44,6 +54,10 @@ class ImpossibleTravelDetector:
       ``max_kmh`` no two points on Earth are farther apart than a day's travel.
     - ``max_users`` (2,000,000): hard cap, least recently active forgotten first.
     - ``emit_interval_ms`` (60 s): at most one observation per user per interval.
+
+    Users are found by a 64-bit hash of their id (see :mod:`detectors.compact`): two
+    users sharing one (about 1 in 10 million with 2 million held) would be compared
+    with each other's last position.
 
     Scans without both ``lat`` and ``lon`` are ignored. Observations: entity ``user``,
     ``region`` and ``channel`` empty (the incident spans two places, both named in
@@ -75,7 +89,7 @@ class ImpossibleTravelDetector:
         max_kmh: float = 900.0,
         min_km: float = 300.0,
         window_ms: int = 24 * texts.HOUR_MS,
-        max_users: int = 2_000_000,
+        max_users: int = 1_000_000,
         emit_interval_ms: int = 60_000,
         lang: str = "en",
     ) -> None:
@@ -88,11 +102,17 @@ class ImpossibleTravelDetector:
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._min_deg = min_km / KM_PER_DEGREE
-        self._users: dict[str, tuple[Any, ...]] = {}
-        """user -> last geolocated scan (t, lat, lon, region, channel, city, code, emit, wb)."""
-        self._wheel: dict[int, list[str]] = {}
-        self._tail_b = _NEVER  # the newest wheel bucket and its list
-        self._tail: list[str] = []
+        self._users = CompactTable(
+            (("t", "i8"), ("lat", "f8"), ("lon", "f8"), ("place", "u4"), ("code", STR)),
+            max_rows=max_users + 1,
+        )
+        """user -> last geolocated scan (t, lat, lon, place, code)."""
+        self._places = Interner()
+        """(region, channel, city) of scans, by id."""
+        self._emitted: dict[int, int] = {}
+        """user key -> time of its last observation (few users ever have one)."""
+        self._oldest = _LATEST  # no user's last scan is in an older bucket
+        self._places_kept = _PLACES_KEPT
 
     def update(self, ev: AnyEvent, t: int) -> list[Observation]:
         """Feed one event at event time ``t`` (ms); geolocated scans matter."""
@@ -107,67 +127,61 @@ class ImpossibleTravelDetector:
         if lat is None or lon is None:
             return
         user = ev.user_id
-        b = t // _BUCKET_MS
         users = self._users
-        rec = users.get(user)
-        if rec is None:
-            users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, _NEVER, b)
-            if b == self._tail_b:
-                self._tail.append(user)
-            else:
-                self._put(b, user)
-            if len(users) > self.max_users:
+        r = users.upsert(user)
+        views = users.views
+        if r < 0:
+            self._put(views, ~r, ev, t, lat, lon)
+            b = t // _BUCKET_MS
+            if b < self._oldest:
+                self._oldest = b
+            if users.size > self.max_users:
                 self._evict()
             return
-        wb = rec[_WB]
-        if b > wb:
-            wb = b
-            if b == self._tail_b:
-                self._tail.append(user)
-            else:
-                self._put(b, user)
-        emit = rec[_EMIT]
+        last_t: int = views[_T][r]
         # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
-        dlon = abs(lon - rec[_LON])
+        dlon = abs(lon - views[_LON][r])
         if dlon > 180.0:
             dlon = 360.0 - dlon
-        if abs(lat - rec[_LAT]) + dlon > self._min_deg:
-            emit = self._judge(rec, user, ev, t, out)
-        if t >= rec[_T]:
-            users[user] = (t, lat, lon, ev.region, ev.channel, ev.city, ev.code_id, emit, wb)
-        elif wb != rec[_WB] or emit != rec[_EMIT]:  # out of order: keep the later position
-            users[user] = (*rec[:_EMIT], emit, wb)
+        if abs(lat - views[_LAT][r]) + dlon > self._min_deg:
+            self._judge(r, user, ev, t, out)
+        if t >= last_t:  # else out of order: the later position stays
+            self._put(views, r, ev, t, lat, lon)
 
-    def _put(self, b: int, user: str) -> None:
-        wl = self._wheel.get(b)
-        if wl is None:
-            wl = self._wheel[b] = [user]
-        else:
-            wl.append(user)
-        if b >= self._tail_b:  # the newest bucket's list, appended to directly
-            self._tail_b, self._tail = b, wl
+    def _put(self, views: list[Any], r: int, ev: Scan, t: int, lat: float, lon: float) -> None:
+        views[_T][r] = t
+        views[_LAT][r] = lat
+        views[_LON][r] = lon
+        place = (ev.region, ev.channel, ev.city)
+        pid = self._places.ids.get(place)
+        views[_PLACE][r] = self._places.add(place) if pid is None else pid
+        self._users.strs[_CODE].set(r, ev.code_id)
 
-    def _judge(
-        self, rec: tuple[Any, ...], user: str, ev: Scan, t: int, out: list[Observation]
-    ) -> int:
-        """Emit if the trip from ``rec`` to ``ev`` is impossible; returns the last emit time."""
-        gap = abs(t - rec[_T])
+    def _judge(self, r: int, user: str, ev: Scan, t: int, out: list[Observation]) -> None:
+        """Emit if the trip from the user's last scan (row ``r``) to ``ev`` is impossible."""
+        views = self._users.views
+        last_t: int = views[_T][r]
+        gap = abs(t - last_t)
         if gap >= self.window_ms:
-            return rec[_EMIT]  # type: ignore[no-any-return]
-        km = haversine_km(rec[_LAT], rec[_LON], ev.lat, ev.lon)  # type: ignore[arg-type]
+            return
+        last_lat: float = views[_LAT][r]
+        last_lon: float = views[_LON][r]
+        km = haversine_km(last_lat, last_lon, ev.lat, ev.lon)  # type: ignore[arg-type]
         if km <= self.min_km or km * 3_600_000 <= self.max_kmh * gap:
-            return rec[_EMIT]  # type: ignore[no-any-return]
-        if t - rec[_EMIT] < self.emit_interval_ms:
-            return rec[_EMIT]  # type: ignore[no-any-return]
+            return
+        key = key_of(user)
+        if t - self._emitted.get(key, _NEVER) < self.emit_interval_ms:
+            return
         kmh = km * 3_600_000 / max(gap, 1000)  # same second: as if a second apart
+        region, channel, city = self._places.values[views[_PLACE][r]]  # type: ignore[misc]
         earlier: dict[str, Any] = {
-            "at": texts.iso(rec[_T]),
-            "region": rec[_REGION],
-            "channel": rec[_CHANNEL],
-            "city": rec[_CITY],
-            "lat": rec[_LAT],
-            "lon": rec[_LON],
-            "code_id": rec[_CODE],
+            "at": texts.iso(last_t),
+            "region": region,
+            "channel": channel,
+            "city": city,
+            "lat": last_lat,
+            "lon": last_lon,
+            "code_id": self._users.strs[_CODE].get(r),
         }
         later: dict[str, Any] = {
             "at": texts.iso(t),
@@ -178,7 +192,7 @@ class ImpossibleTravelDetector:
             "lon": ev.lon,
             "code_id": ev.code_id,
         }
-        if t < rec[_T]:  # arrived out of order: report in time order
+        if t < last_t:  # arrived out of order: report in time order
             earlier, later = later, earlier
         out.append(
             Observation(
@@ -210,30 +224,38 @@ class ImpossibleTravelDetector:
                 },
             )
         )
-        return t
+        self._emitted[key] = t
 
     def expire(self, now: int) -> None:
         """Forget users whose last geolocated scan is older than ``window_ms``."""
         cutoff_b = (now - self.window_ms) // _BUCKET_MS
+        if cutoff_b <= self._oldest:
+            return
         users = self._users
-        for b in [k for k in self._wheel if k < cutoff_b]:
-            for user in self._wheel.pop(b):
-                rec = users.get(user)
-                if rec is not None and rec[_WB] <= b:
-                    del users[user]
-        if self._tail_b not in self._wheel:
-            self._tail_b, self._tail = _NEVER, []
+        self._remove(users.live_mask() & (users.column(_T) < cutoff_b * _BUCKET_MS))
+        if len(self._places) > self._places_kept:  # ids of places no longer held go
+            rows = users.live()
+            places = users.column(_PLACE)
+            ids = places[rows]
+            places[rows] = self._places.compact(ids)[ids]
+            self._places_kept = max(_PLACES_KEPT, 2 * len(self._places))
 
     def _evict(self) -> None:
+        """Over the cap: forget the users whose last scan is oldest (10 minutes' worth)."""
         users = self._users
-        while len(users) > self.max_users and self._wheel:
-            b = min(self._wheel)
-            for user in self._wheel.pop(b):
-                rec = users.get(user)
-                if rec is not None and rec[_WB] <= b:
-                    del users[user]
-        if self._tail_b not in self._wheel:
-            self._tail_b, self._tail = _NEVER, []
+        times = users.column(_T)
+        while users.size > self.max_users:
+            b = self._oldest
+            self._remove(users.live_mask() & (times < (b + 1) * _BUCKET_MS))
+
+    def _remove(self, which: np.ndarray) -> None:
+        """Forget the users where ``which``; find the oldest bucket left."""
+        users = self._users
+        users.remove_where(which)
+        oldest = users.min_live(_T)
+        self._oldest = _LATEST if oldest is None else oldest // _BUCKET_MS
+        if self._emitted:
+            self._emitted = {k: e for k, e in self._emitted.items() if users.find(k) >= 0}
 
     def state_size(self) -> int:
         """Users remembered."""

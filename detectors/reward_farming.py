@@ -7,11 +7,12 @@ Two entities, two questions:
 - a **device** serving many distinct accounts (a phone farm rotating accounts), or
   many distinct codes across a few accounts.
 
-Most entities touch one code in a window: they are kept as a small tuple (no dict, and
-nothing the garbage collector has to walk). On a second code (or account) the entity
-gets a record with the codes (and for devices the accounts) it touched, each with the
-time it was first seen; those dicts are pruned from their oldest end only once they
-are big enough to matter, so a normal consumer's scan costs a couple of dict operations.
+Most entities touch one code in a window: they are kept as one row of a
+:class:`~detectors.compact.CompactTable` (the entity's 64-bit key, its code, for a device
+its account, and the time: a few tens of bytes, nothing the garbage collector has to
+walk). On a second code (or account) the entity gets a record with the codes (and for
+devices the accounts) it touched, each with the time it was first seen; those dicts are
+pruned from their oldest end only once they are big enough to matter.
 """
 
 from __future__ import annotations
@@ -19,22 +20,23 @@ from __future__ import annotations
 from typing import Any
 
 from detectors import texts
+from detectors.compact import STR, CompactTable
 from koxpulse.alerts import Observation
 from koxpulse.events import AnyEvent, Redemption, Scan
 
 KIND = "reward_farming"
 _NEVER = -(1 << 62)
 _BUCKET_MS = 60_000
+_LATEST = 1 << 62  # "no single entity yet" for the oldest-bucket bound
+
+# single user: its code and when; single device: its account, its code and when
+_S_CODE, _S_T = 0, 1
+_S_USER, _S_DCODE, _S_DT = 0, 1, 2
 
 # user record
 _U_CODES, _U_REGION, _U_CHANNEL, _U_EMIT, _U_WB, _U_DEV0, _U_DEVS = range(7)
 # device record
 _D_USERS, _D_CODES, _D_REGION, _D_CHANNEL, _D_EMIT, _D_WB = range(6)
-
-
-def _last_bucket(rec: Any, wb: int) -> int:
-    """Wheel bucket of an entity's last activity: a single (tuple, time last) or a record."""
-    return rec[-1] // _BUCKET_MS if rec.__class__ is tuple else rec[wb]  # type: ignore[no-any-return]
 
 
 def _prune(d: dict[str, int], cutoff: int) -> None:
@@ -70,6 +72,10 @@ class RewardFarmingDetector:
     - ``max_users``, ``max_devices`` (500,000 each), ``max_items`` (1,000 codes or
       accounts per entity): hard caps; the oldest are dropped first.
     - ``emit_interval_ms`` (60 s): at most one observation per entity per interval.
+
+    Entities with a single code are found by a 64-bit hash of their id (see
+    :mod:`detectors.compact`; two ids sharing one, about 1 in 10 million with a million
+    held, would count as one entity); their codes and accounts are kept exactly.
 
     Observations: entity ``user`` (``value`` distinct codes) or ``device`` (``value``
     distinct accounts, or distinct codes when only that rule holds); ``baseline`` the
@@ -133,16 +139,20 @@ class RewardFarmingDetector:
         self.emit_interval_ms = emit_interval_ms
         self.lang = texts.check_lang(lang)
         self._device_window_ms = max(device_user_window_ms, device_code_window_ms)
-        self._users: dict[str, Any] = {}
-        """user -> (code, t) while it has one code, else a record (list)."""
-        self._devices: dict[str, Any] = {}
-        """device -> (user, code, t) while it has one of each, else a record (list)."""
+        self._user1 = CompactTable((("code", STR), ("t", "i8")), max_rows=max_users + 1)
+        """user -> (code, t) while it has one code."""
+        self._device1 = CompactTable(
+            (("user", STR), ("code", STR), ("t", "i8")), max_rows=max_devices + 1
+        )
+        """device -> (user, code, t) while it has one of each."""
+        self._oldest = [_LATEST, _LATEST]  # no single user (device) came before this bucket
+        self._users: dict[str, list[Any]] = {}
+        """user -> its record, from its second code on."""
+        self._devices: dict[str, list[Any]] = {}
+        """device -> its record, from its second account or code on."""
         self._user_wheel: dict[int, list[str]] = {}
+        """bucket -> records last active in it (singles are found by their time)."""
         self._device_wheel: dict[int, list[str]] = {}
-        self._uw_b = _NEVER  # the newest bucket of each wheel and its list
-        self._uw_list: list[str] = []
-        self._dw_b = _NEVER
-        self._dw_list: list[str] = []
 
     # -- event path ------------------------------------------------------------------
 
@@ -172,27 +182,31 @@ class RewardFarmingDetector:
         user = ev.user_id
         code = ev.code_id
         users = self._users
-        rec = users.get(user)
+        rec = users.get(user) if users else None
         b = t // _BUCKET_MS
-        if rec is None:  # the common case: a single code, kept as an untracked tuple
-            users[user] = (code, t)
-            if b == self._uw_b:
-                self._uw_list.append(user)
-            else:
-                self._put_user(b, user)
-            if len(users) > self.max_users:
-                self._evict(users, self._user_wheel, _U_WB, self.max_users)
-                self._sync_tails()
-            return
-        if rec.__class__ is tuple:
-            if rec[0] == code:
+        if rec is None:
+            one = self._user1
+            r = one.upsert(user)
+            if r < 0:  # the common case: a single code, one compact row
+                r = ~r
+                one.strs[_S_CODE].set(r, code)
+                one.views[_S_T][r] = t
+                if b < self._oldest[0]:
+                    self._oldest[0] = b
+                if one.size + len(users) > self.max_users:
+                    self._evict(0)
+                return
+            codes_col = one.strs[_S_CODE]
+            if codes_col.eq(r, code):
                 return  # the redemption of the code just scanned, or a rescan
-            rec = [{rec[0]: rec[1]}, ev.region, ev.channel, _NEVER, b, ev.device_id, None]
+            rec = [{codes_col.get(r): one.views[_S_T][r]}]
+            rec += [ev.region, ev.channel, _NEVER, b, ev.device_id, None]
+            one.remove(r)
             users[user] = rec
-            self._put_user(b, user)
+            self._put(self._user_wheel, b, user)
         elif b > rec[_U_WB]:
             rec[_U_WB] = b
-            self._put_user(b, user)
+            self._put(self._user_wheel, b, user)
         dev = ev.device_id
         if dev is not None and dev != rec[_U_DEV0]:
             devs = rec[_U_DEVS]
@@ -219,27 +233,33 @@ class RewardFarmingDetector:
         user = ev.user_id
         code = ev.code_id
         devices = self._devices
-        rec = devices.get(dev)
+        rec = devices.get(dev) if devices else None
         b = t // _BUCKET_MS
-        if rec is None:  # the common case: one account, one code
-            devices[dev] = (user, code, t)
-            if b == self._dw_b:
-                self._dw_list.append(dev)
-            else:
-                self._put_device(b, dev)
-            if len(devices) > self.max_devices:
-                self._evict(devices, self._device_wheel, _D_WB, self.max_devices)
-                self._sync_tails()
-            return
-        if rec.__class__ is tuple:
-            if rec[0] == user and rec[1] == code:
+        if rec is None:
+            one = self._device1
+            r = one.upsert(dev)
+            if r < 0:  # the common case: one account, one code, one compact row
+                r = ~r
+                one.strs[_S_USER].set(r, user)
+                one.strs[_S_DCODE].set(r, code)
+                one.views[_S_DT][r] = t
+                if b < self._oldest[1]:
+                    self._oldest[1] = b
+                if one.size + len(devices) > self.max_devices:
+                    self._evict(1)
                 return
-            rec = [{rec[0]: rec[2]}, {rec[1]: rec[2]}, ev.region, ev.channel, _NEVER, b]
+            users_col, codes_col = one.strs[_S_USER], one.strs[_S_DCODE]
+            if users_col.eq(r, user) and codes_col.eq(r, code):
+                return
+            t0 = one.views[_S_DT][r]
+            rec = [{users_col.get(r): t0}, {codes_col.get(r): t0}]
+            rec += [ev.region, ev.channel, _NEVER, b]
+            one.remove(r)
             devices[dev] = rec
-            self._put_device(b, dev)
+            self._put(self._device_wheel, b, dev)
         elif b > rec[_D_WB]:
             rec[_D_WB] = b
-            self._put_device(b, dev)
+            self._put(self._device_wheel, b, dev)
         users: dict[str, int] = rec[_D_USERS]
         codes: dict[str, int] = rec[_D_CODES]
         check = False
@@ -266,23 +286,13 @@ class RewardFarmingDetector:
             rec[_D_EMIT] = t
             out.append(self._device_observation(dev, rec, t, by_users))
 
-    def _put_user(self, b: int, key: str) -> None:
-        wl = self._user_wheel.get(b)
+    @staticmethod
+    def _put(wheel: dict[int, list[str]], b: int, key: str) -> None:
+        wl = wheel.get(b)
         if wl is None:
-            wl = self._user_wheel[b] = [key]
+            wheel[b] = [key]
         else:
             wl.append(key)
-        if b >= self._uw_b:  # the newest bucket's list, appended to directly
-            self._uw_b, self._uw_list = b, wl
-
-    def _put_device(self, b: int, key: str) -> None:
-        wl = self._device_wheel.get(b)
-        if wl is None:
-            wl = self._device_wheel[b] = [key]
-        else:
-            wl.append(key)
-        if b >= self._dw_b:
-            self._dw_b, self._dw_list = b, wl
 
     # -- observations ----------------------------------------------------------------
 
@@ -364,39 +374,52 @@ class RewardFarmingDetector:
 
     def expire(self, now: int) -> None:
         """Forget users idle for ``user_window_ms`` and devices idle for the longer window."""
-        self._expire(self._users, self._user_wheel, _U_WB, now - self.user_window_ms)
-        self._expire(self._devices, self._device_wheel, _D_WB, now - self._device_window_ms)
-        self._sync_tails()
+        self._expire(0, now - self.user_window_ms)
+        self._expire(1, now - self._device_window_ms)
 
-    def _sync_tails(self) -> None:
-        """Forget the cached newest wheel lists if expiry or eviction removed them."""
-        if self._uw_b not in self._user_wheel:
-            self._uw_b, self._uw_list = _NEVER, []
-        if self._dw_b not in self._device_wheel:
-            self._dw_b, self._dw_list = _NEVER, []
+    def _entities(
+        self, which: int
+    ) -> tuple[CompactTable, int, dict[str, list[Any]], dict[int, list[str]], int, int]:
+        """Users (0) or devices (1): singles, their time column, records, wheel, cap."""
+        if which == 0:
+            return self._user1, _S_T, self._users, self._user_wheel, _U_WB, self.max_users
+        return self._device1, _S_DT, self._devices, self._device_wheel, _D_WB, self.max_devices
 
-    @staticmethod
-    def _expire(state: dict[str, Any], wheel: dict[int, list[str]], wb: int, cutoff: int) -> None:
+    def _expire(self, which: int, cutoff: int) -> None:
+        one, t_col, state, wheel, wb, _ = self._entities(which)
         cutoff_b = cutoff // _BUCKET_MS
+        if cutoff_b > self._oldest[which]:
+            one.remove_where(one.live_mask() & (one.column(t_col) < cutoff_b * _BUCKET_MS))
+            self._oldest[which] = self._oldest_single(one, t_col)
         get = state.get
         for b in [k for k in wheel if k < cutoff_b]:
             for key in wheel.pop(b):
                 rec = get(key)
-                if rec is None:
-                    continue
-                if (rec[-1] // _BUCKET_MS if rec.__class__ is tuple else rec[wb]) <= b:
+                if rec is not None and rec[wb] <= b:
                     del state[key]
 
-    @staticmethod
-    def _evict(state: dict[str, Any], wheel: dict[int, list[str]], wb: int, cap: int) -> None:
-        """Over the cap: forget the least recently active entities first."""
-        while len(state) > cap and wheel:
-            b = min(wheel)
-            for key in wheel.pop(b):
+    def _evict(self, which: int) -> None:
+        """Over the cap: forget the least recently active entities first (a minute's)."""
+        one, t_col, state, wheel, wb, cap = self._entities(which)
+        times = one.column(t_col)
+        oldest = self._oldest_single(one, t_col)
+        while one.size + len(state) > cap and (wheel or one.size):
+            b = min(min(wheel) if wheel else _LATEST, oldest)
+            if oldest <= b:
+                one.remove_where(one.live_mask() & (times < (b + 1) * _BUCKET_MS))
+                oldest = self._oldest_single(one, t_col)
+            for key in wheel.pop(b, ()):
                 rec = state.get(key)
-                if rec is not None and _last_bucket(rec, wb) <= b:
+                if rec is not None and rec[wb] <= b:
                     del state[key]
+        self._oldest[which] = oldest
+
+    @staticmethod
+    def _oldest_single(one: CompactTable, t_col: int) -> int:
+        """The bucket of the oldest single (``_LATEST`` when there is none)."""
+        t = one.min_live(t_col)
+        return _LATEST if t is None else t // _BUCKET_MS
 
     def state_size(self) -> int:
         """Users and devices remembered."""
-        return len(self._users) + len(self._devices)
+        return len(self._user1) + len(self._users) + len(self._device1) + len(self._devices)

@@ -14,7 +14,7 @@ decoding them.
 Memory is bounded by event-time expiry: dedup ids live for the dedup horizon
 past the slowest partition's newest event (with a hard cap), open minutes only
 until the watermark passes them, and per-user order history for the
-repeat-buyer lookback.
+repeat-buyer lookback (in compact rows: it holds every buyer of the last 90 days).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.compact import STR, CompactTable, key_of
 from koxpulse.batches import DecodedBatch, LateEvent
 from koxpulse.events import AnyEvent, Order, Redemption, Scan
 from koxpulse.timeutil import DAY_MS, MINUTE_MS
@@ -171,6 +172,64 @@ class Minute:
                 revenue[key] = revenue.get(key, 0.0) + amount
 
 
+class LastOrders:
+    """user -> minute of the user's last order (epoch ms), exactly, in compact rows.
+
+    The repeat-buyer history holds every buyer of the lookback (90 days), so it is a
+    :class:`~detectors.compact.CompactTable` (a buyer costs about 40 bytes instead of a
+    dict slot and a string object, over 100) found by a 64-bit hash of the user id, with
+    the id itself stored and compared: a different user whose hash is already taken (1
+    in 10 million with a million buyers) is kept in a small dict, so answers are exact.
+
+    >>> history = LastOrders()
+    >>> history.set("U1", 60_000); history.set("U1", 120_000)
+    >>> history.get("U1", -1), history.get("U2", -1), len(history)
+    (120000, -1, 1)
+    >>> history.purge(100_000), history.purge(200_000), len(history)
+    (0, 1, 0)
+    """
+
+    def __init__(self) -> None:
+        self._table = CompactTable((("user", STR), ("minute", "i8")))
+        self._clash: dict[str, int] = {}  # users whose hash another user holds
+
+    def __len__(self) -> int:
+        return self._table.size + len(self._clash)
+
+    def get(self, user: str, default: int) -> int:
+        if self._clash:
+            m = self._clash.get(user)
+            if m is not None:
+                return m
+        table = self._table
+        r = table.find(key_of(user))
+        if r >= 0 and table.strs[0].eq(r, user):
+            return table.views[1][r]  # type: ignore[no-any-return]
+        return default
+
+    def set(self, user: str, minute: int) -> None:
+        if self._clash and user in self._clash:
+            self._clash[user] = minute
+            return
+        table = self._table
+        r = table.upsert(user)
+        if r < 0:
+            r = ~r
+            table.strs[0].set(r, user)
+        elif not table.strs[0].eq(r, user):
+            self._clash[user] = minute
+            return
+        table.views[1][r] = minute
+
+    def purge(self, horizon: int) -> int:
+        """Forget orders before ``horizon``; returns how many users were forgotten."""
+        table = self._table
+        before = len(self)
+        table.remove_where(table.live_mask() & (table.column(1) < horizon))
+        self._clash = {u: m for u, m in self._clash.items() if m >= horizon}
+        return before - len(self)
+
+
 @dataclass(slots=True)
 class KpiOutput:
     """What one batch (or the final flush) produced."""
@@ -239,7 +298,7 @@ class KpiAggregator:
         self.seen: set[str] = set()
         # ids by the newest event time of the batch that brought them, for expiry
         self.seen_batches: list[tuple[int, list[str]]] = []
-        self.last_order: dict[str, int] = {}
+        self.last_order = LastOrders()
         self.dedup_evictions = 0
         self._version = 0
         self._last_purge = 0
@@ -463,7 +522,7 @@ class KpiAggregator:
         # repeat buyers per key in C-level passes: a busy minute has hundreds of thousands
         buyer_keys = list(map(_FIRST, state.buyers))
         users = list(map(_SECOND, state.buyers))
-        before = map(last_order.get, users, repeat(_NEVER))
+        before = map(last_order.get, users, repeat(_NEVER))  # one compact lookup each
         repeats = Counter(compress(buyer_keys, map(since.__le__, before))).get
         names = self.key_names
         append = out.rows.append
@@ -493,7 +552,8 @@ class KpiAggregator:
                 )
             )
         # Only after every key of this minute: orders in the same minute are not "before".
-        last_order.update(zip(users, repeat(minute)))
+        for user in users:
+            last_order.set(user, minute)
         # A busy minute's sets are released a slice per batch, not all at once here.
         self._junk.extend(
             x for x in (state.codes, state.scanners, state.buyers) if len(x) > LAZY_DISTINCT
@@ -520,7 +580,4 @@ class KpiAggregator:
             del batches[:keep_from]
         if self.closed_before is not None and self.closed_before - self._last_purge >= DAY_MS:
             self._last_purge = self.closed_before
-            horizon = self.closed_before - self.repeat_lookback_ms
-            stale = [u for u, m in self.last_order.items() if m < horizon]
-            for user in stale:
-                del self.last_order[user]
+            self.last_order.purge(self.closed_before - self.repeat_lookback_ms)
