@@ -52,7 +52,10 @@ class ImpossibleTravelDetector:
       GPS and IP geolocation errors, and scans seconds apart across a city.
     - ``window_ms`` (24 h): how long a user's last position is remembered; at
       ``max_kmh`` no two points on Earth are farther apart than a day's travel.
-    - ``max_users`` (2,000,000): hard cap, least recently active forgotten first.
+    - ``max_users`` (500,000): hard cap, least recently active forgotten first. It
+      bounds how far back positions reach (24 h × 500k / distinct geolocated users a
+      day), and only trips with a gap under distance / ``max_kmh`` are impossible: at 1M
+      users a day (12 h kept) every impossible trip up to 10,800 km is still caught.
     - ``emit_interval_ms`` (60 s): at most one observation per user per interval.
 
     Users are found by a 64-bit hash of their id (see :mod:`detectors.compact`): two
@@ -89,7 +92,7 @@ class ImpossibleTravelDetector:
         max_kmh: float = 900.0,
         min_km: float = 300.0,
         window_ms: int = 24 * texts.HOUR_MS,
-        max_users: int = 1_000_000,
+        max_users: int = 500_000,
         emit_interval_ms: int = 60_000,
         lang: str = "en",
     ) -> None:
