@@ -41,6 +41,7 @@ True
 from __future__ import annotations
 
 import mmap
+import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -105,12 +106,13 @@ class StrColumn:
     (up to :data:`MAX_WIDTH`); longer values, and values ending in NUL (numpy strips
     trailing NULs), are kept in ``spill`` by row."""
 
-    __slots__ = ("arr", "spill", "width")
+    __slots__ = ("_table", "arr", "spill", "width")
 
-    def __init__(self, rows: int, width: int = 8) -> None:
+    def __init__(self, rows: int, width: int, table: CompactTable) -> None:
         self.width = width
         self.arr: np.ndarray = zeros(rows, f"S{width}")
         self.spill: dict[int, str] = {}
+        self._table = weakref.ref(table)  # for the rows in use, when widening
 
     def set(self, row: int, s: str) -> None:
         """Store ``s`` in ``row``."""
@@ -151,9 +153,10 @@ class StrColumn:
 
     def _widen(self, need: int) -> None:
         self.width = min(MAX_WIDTH, -(-need // 8) * 8)
+        table = self._table()
+        end = self.arr.size if table is None else table._end
         arr = zeros(self.arr.size, f"S{self.width}")
-        used = np.flatnonzero(self.arr)  # rows never written stay untouched pages
-        arr[used] = self.arr[used]
+        arr[:end] = self.arr[:end]  # rows never used stay untouched pages
         self.arr = arr
 
     def resize(self, rows: int, keep: int) -> None:
@@ -199,7 +202,7 @@ class CompactTable:
         self.keys = zeros(cap, np.uint64)
         self._free = zeros(cap, np.uint32)
         self.strs: list[Any] = [
-            StrColumn(cap, w) if kind == STR else None
+            StrColumn(cap, w, self) if kind == STR else None
             for (_, kind), w in zip(self.spec, widths, strict=True)
         ]
         self._nums: list[np.ndarray | None] = [
@@ -252,7 +255,7 @@ class CompactTable:
             index = zeros(slots, np.uint32)
         mask = np.uint64(slots - 1)
         for start in range(_FIRST_ROW, self._end, _CHUNK):
-            keys = self.keys[start : start + _CHUNK]
+            keys = self.keys[start : min(start + _CHUNK, self._end)]
             live = np.flatnonzero(keys)
             if not live.size:
                 continue

@@ -133,32 +133,30 @@ class ImpossibleTravelDetector:
         users = self._users
         r = users.upsert(user)
         views = users.views
-        if r < 0:
-            self._put(views, ~r, ev, t, lat, lon)
-            b = t // _BUCKET_MS
-            if b < self._oldest:
-                self._oldest = b
-            if users.size > self.max_users:
-                self._evict()
-            return
-        last_t: int = views[_T][r]
-        # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
-        dlon = abs(lon - views[_LON][r])
-        if dlon > 180.0:
-            dlon = 360.0 - dlon
-        if abs(lat - views[_LAT][r]) + dlon > self._min_deg:
-            self._judge(r, user, ev, t, out)
-        if t >= last_t:  # else out of order: the later position stays
-            self._put(views, r, ev, t, lat, lon)
-
-    def _put(self, views: list[Any], r: int, ev: Scan, t: int, lat: float, lon: float) -> None:
+        if r >= 0:
+            last_t: int = views[_T][r]
+            # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
+            dlon = abs(lon - views[_LON][r])
+            if dlon > 180.0:
+                dlon = 360.0 - dlon
+            if abs(lat - views[_LAT][r]) + dlon > self._min_deg:
+                self._judge(r, user, ev, t, out)
+            if t < last_t:
+                return  # out of order: the later position stays
+        else:
+            r = ~r
         views[_T][r] = t
         views[_LAT][r] = lat
         views[_LON][r] = lon
         place = (ev.region, ev.channel, ev.city)
         pid = self._places.ids.get(place)
         views[_PLACE][r] = self._places.add(place) if pid is None else pid
-        self._users.strs[_CODE].set(r, ev.code_id)
+        users.strs[_CODE].set(r, ev.code_id)
+        b = t // _BUCKET_MS
+        if b < self._oldest:
+            self._oldest = b
+        if users.size > self.max_users:  # only after an insert
+            self._evict()
 
     def _judge(self, r: int, user: str, ev: Scan, t: int, out: list[Observation]) -> None:
         """Emit if the trip from the user's last scan (row ``r``) to ``ev`` is impossible."""
