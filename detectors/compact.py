@@ -40,6 +40,8 @@ True
 
 from __future__ import annotations
 
+import mmap
+import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -60,6 +62,23 @@ _MIN_ROWS = 64
 _MIN_SLOTS = 64
 _CHUNK = 1 << 18  # rows per step of bulk work: bounds its temporary arrays to a few MB
 _FAR = np.iinfo(np.int64).max
+_MAPPED = 1 << 20  # arrays of at least this many bytes get pages of their own
+_RESERVE = 1 << 26  # row capacity reserved up front when the table's cap is known
+
+
+def zeros(n: int, dtype: Any) -> np.ndarray:
+    """A zero-filled array; a large one in its own anonymous memory map.
+
+    Such pages cost no memory until written, and go back to the system the moment the
+    array is dropped. From the heap instead, a big array's pages may stay with the
+    process after it is freed (glibc raises its mmap threshold after large frees), so
+    a table that grows by copying would leave its old arrays' worth behind.
+    """
+    dt = np.dtype(dtype)
+    size = n * dt.itemsize
+    if size < _MAPPED:
+        return np.zeros(n, dt)
+    return np.frombuffer(mmap.mmap(-1, size), dt, n)
 
 
 def key_of(s: str) -> int:
@@ -87,12 +106,13 @@ class StrColumn:
     (up to :data:`MAX_WIDTH`); longer values, and values ending in NUL (numpy strips
     trailing NULs), are kept in ``spill`` by row."""
 
-    __slots__ = ("arr", "spill", "width")
+    __slots__ = ("_table", "arr", "spill", "width")
 
-    def __init__(self, rows: int, width: int = 8) -> None:
+    def __init__(self, rows: int, width: int, table: CompactTable) -> None:
         self.width = width
-        self.arr: np.ndarray = np.zeros(rows, f"S{width}")
+        self.arr: np.ndarray = zeros(rows, f"S{width}")
         self.spill: dict[int, str] = {}
+        self._table = weakref.ref(table)  # for the rows in use, when widening
 
     def set(self, row: int, s: str) -> None:
         """Store ``s`` in ``row``."""
@@ -133,11 +153,15 @@ class StrColumn:
 
     def _widen(self, need: int) -> None:
         self.width = min(MAX_WIDTH, -(-need // 8) * 8)
-        self.arr = self.arr.astype(f"S{self.width}")
+        table = self._table()
+        end = self.arr.size if table is None else table._end
+        arr = zeros(self.arr.size, f"S{self.width}")
+        arr[:end] = self.arr[:end]  # rows never used stay untouched pages
+        self.arr = arr
 
     def resize(self, rows: int, keep: int) -> None:
         """Room for ``rows`` rows, the first ``keep`` kept."""
-        arr = np.zeros(rows, f"S{self.width}")
+        arr = zeros(rows, f"S{self.width}")
         arr[:keep] = self.arr[:keep]
         self.arr = arr
 
@@ -146,8 +170,9 @@ class CompactTable:
     """Rows of fixed-width columns found by a 64-bit key (:func:`key_of` of an id).
 
     ``columns`` names each column and its kind: :data:`STR` or a numpy dtype string.
-    ``max_rows`` is a sizing hint (the most rows ever held at once): row arrays grow by
-    doubling but not past it unless they must.
+    ``max_rows`` is a sizing hint (the most rows ever held at once): when given, the row
+    arrays are reserved for that many rows at once (their pages are used only as rows
+    are written); otherwise they grow by doubling.
 
     Event path: ``r = upsert(id)`` is the id's row, or ``~row`` of a row just added for
     it (then every field is for the caller to set). Numeric fields are
@@ -159,19 +184,29 @@ class CompactTable:
     def __init__(self, columns: Sequence[tuple[str, str]], *, max_rows: int = 0) -> None:
         self.spec = tuple((name, kind) for name, kind in columns)
         self.max_rows = max_rows
-        self._setup(_MIN_ROWS, [8 if kind == STR else 0 for _, kind in self.spec])
+        self._setup(self._reserve(0), [8 if kind == STR else 0 for _, kind in self.spec])
         self._build_index(_MIN_SLOTS)
+
+    def _reserve(self, n: int) -> int:
+        """Row capacity for ``n`` rows: all ``max_rows`` at once when known (pages are
+        only used as rows are written, and the arrays never have to be copied)."""
+        if self.max_rows and self.max_rows + _FIRST_ROW <= _RESERVE:
+            return max(n, self.max_rows) + _FIRST_ROW
+        cap = _MIN_ROWS
+        while cap < n + _FIRST_ROW:
+            cap *= 2
+        return cap
 
     def _setup(self, cap: int, widths: list[int]) -> None:
         self._cap = cap
-        self.keys = np.zeros(cap, np.uint64)
-        self._free = np.zeros(cap, np.uint32)
+        self.keys = zeros(cap, np.uint64)
+        self._free = zeros(cap, np.uint32)
         self.strs: list[Any] = [
-            StrColumn(cap, w) if kind == STR else None
+            StrColumn(cap, w, self) if kind == STR else None
             for (_, kind), w in zip(self.spec, widths, strict=True)
         ]
         self._nums: list[np.ndarray | None] = [
-            None if kind == STR else np.zeros(cap, kind) for _, kind in self.spec
+            None if kind == STR else zeros(cap, kind) for _, kind in self.spec
         ]
         self.size = 0
         """Live rows (also ``len(table)``)."""
@@ -190,13 +225,13 @@ class CompactTable:
             cap = min(cap, self.max_rows + _FIRST_ROW)
         cap = max(cap, self._cap + 1)
         keep = self._end
-        keys = np.zeros(cap, np.uint64)
+        keys = zeros(cap, np.uint64)
         keys[:keep] = self.keys[:keep]
         self.keys = keys
-        self._free = np.zeros(cap, np.uint32)  # only grown when no row is free
+        self._free = zeros(cap, np.uint32)  # only grown when no row is free
         for i, a in enumerate(self._nums):
             if a is not None:
-                grown = np.zeros(cap, a.dtype)
+                grown = zeros(cap, a.dtype)
                 grown[:keep] = a[:keep]
                 self._nums[i] = grown
         for col in self.strs:
@@ -217,10 +252,10 @@ class CompactTable:
         if index is not None and index.size == slots:
             index[:] = _EMPTY  # same size: cleared in place, no second array
         else:
-            index = np.zeros(slots, np.uint32)
+            index = zeros(slots, np.uint32)
         mask = np.uint64(slots - 1)
         for start in range(_FIRST_ROW, self._end, _CHUNK):
-            keys = self.keys[start : start + _CHUNK]
+            keys = self.keys[start : min(start + _CHUNK, self._end)]
             live = np.flatnonzero(keys)
             if not live.size:
                 continue
@@ -355,10 +390,24 @@ class CompactTable:
 
     def remove_where(self, which: np.ndarray) -> None:
         """Delete the live rows where ``which`` (over the rows used so far) is true."""
+        if self.size and np.count_nonzero(which) == self.size:
+            self.clear()
+            return
         for start in range(0, which.size, _CHUNK):
             rows = np.flatnonzero(which[start : start + _CHUNK])
             if rows.size:
                 self.remove_rows(rows + start)
+
+    def clear(self) -> None:
+        """Delete every row: rows are used from the first again (no free list)."""
+        self.keys[: self._end] = 0
+        for col in self.strs:
+            if col is not None:
+                col.spill.clear()
+        self.size = 0
+        self._end = _FIRST_ROW
+        self._nfree = 0
+        self._build_index(self._mask + 1)
 
     def remove_rows(self, rows: np.ndarray) -> None:
         """Delete these live rows (distinct row numbers)."""
@@ -414,11 +463,7 @@ class CompactTable:
         self.max_rows = state["max_rows"]
         saved = state["cols"]
         n = len(state["keys"])
-        cap = _MIN_ROWS
-        while cap < n + _FIRST_ROW:
-            cap *= 2
-        if self.max_rows:
-            cap = max(n + _FIRST_ROW, min(cap, self.max_rows + _FIRST_ROW))
+        cap = self._reserve(n)
         widths = [
             a.dtype.itemsize if kind == STR else 0
             for a, (_, kind) in zip(saved, self.spec, strict=True)

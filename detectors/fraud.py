@@ -95,7 +95,13 @@ class FraudParams:
     travel_max_kmh: float = 900.0
     travel_min_km: float = 300.0
     travel_window_ms: int = 24 * HOUR
-    travel_max_users: int = 1_000_000
+    travel_max_users: int = 500_000
+    """Hard cap on remembered users (their last geolocated scan). Over it the users whose
+    last scan is oldest go first, so the cap bounds how far back positions reach: with
+    N distinct geolocated users a day it is the last 24 h x 500k / N. A trip is only
+    impossible when its gap is under distance / ``travel_max_kmh``, so at 1M such users
+    a day (12 h kept) every impossible trip up to 10,800 km is still caught, and any
+    within China (under 5,000 km: 5.6 h) up to 2.1M a day."""
 
     fold_into_outlet_ms: int = 30 * MINUTE
     """Reward farming at an outlet reported for self-redemption within this long is that

@@ -52,7 +52,10 @@ class ImpossibleTravelDetector:
       GPS and IP geolocation errors, and scans seconds apart across a city.
     - ``window_ms`` (24 h): how long a user's last position is remembered; at
       ``max_kmh`` no two points on Earth are farther apart than a day's travel.
-    - ``max_users`` (2,000,000): hard cap, least recently active forgotten first.
+    - ``max_users`` (500,000): hard cap, least recently active forgotten first. It
+      bounds how far back positions reach (24 h × 500k / distinct geolocated users a
+      day), and only trips with a gap under distance / ``max_kmh`` are impossible: at 1M
+      users a day (12 h kept) every impossible trip up to 10,800 km is still caught.
     - ``emit_interval_ms`` (60 s): at most one observation per user per interval.
 
     Users are found by a 64-bit hash of their id (see :mod:`detectors.compact`): two
@@ -89,7 +92,7 @@ class ImpossibleTravelDetector:
         max_kmh: float = 900.0,
         min_km: float = 300.0,
         window_ms: int = 24 * texts.HOUR_MS,
-        max_users: int = 1_000_000,
+        max_users: int = 500_000,
         emit_interval_ms: int = 60_000,
         lang: str = "en",
     ) -> None:
@@ -130,32 +133,30 @@ class ImpossibleTravelDetector:
         users = self._users
         r = users.upsert(user)
         views = users.views
-        if r < 0:
-            self._put(views, ~r, ev, t, lat, lon)
-            b = t // _BUCKET_MS
-            if b < self._oldest:
-                self._oldest = b
-            if users.size > self.max_users:
-                self._evict()
-            return
-        last_t: int = views[_T][r]
-        # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
-        dlon = abs(lon - views[_LON][r])
-        if dlon > 180.0:
-            dlon = 360.0 - dlon
-        if abs(lat - views[_LAT][r]) + dlon > self._min_deg:
-            self._judge(r, user, ev, t, out)
-        if t >= last_t:  # else out of order: the later position stays
-            self._put(views, r, ev, t, lat, lon)
-
-    def _put(self, views: list[Any], r: int, ev: Scan, t: int, lat: float, lon: float) -> None:
+        if r >= 0:
+            last_t: int = views[_T][r]
+            # cheap bound: great-circle distance <= (|dlat| + |dlon|) degrees of arc
+            dlon = abs(lon - views[_LON][r])
+            if dlon > 180.0:
+                dlon = 360.0 - dlon
+            if abs(lat - views[_LAT][r]) + dlon > self._min_deg:
+                self._judge(r, user, ev, t, out)
+            if t < last_t:
+                return  # out of order: the later position stays
+        else:
+            r = ~r
         views[_T][r] = t
         views[_LAT][r] = lat
         views[_LON][r] = lon
         place = (ev.region, ev.channel, ev.city)
         pid = self._places.ids.get(place)
         views[_PLACE][r] = self._places.add(place) if pid is None else pid
-        self._users.strs[_CODE].set(r, ev.code_id)
+        users.strs[_CODE].set(r, ev.code_id)
+        b = t // _BUCKET_MS
+        if b < self._oldest:
+            self._oldest = b
+        if users.size > self.max_users:  # only after an insert
+            self._evict()
 
     def _judge(self, r: int, user: str, ev: Scan, t: int, out: list[Observation]) -> None:
         """Emit if the trip from the user's last scan (row ``r``) to ``ev`` is impossible."""

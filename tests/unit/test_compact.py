@@ -96,9 +96,10 @@ def test_bulk_removal_by_column_like_expiry() -> None:
     for i in range(3000, 4000):  # reinsert after deletes: freed rows, deleted slots
         put(table, f"k{i}", f"n{i}", i)
     assert len(table) == 3000 and table._end <= 3000 + 2
-    table.remove_where(table.live_mask())
+    table.remove_where(table.live_mask())  # everything: cleared, rows used afresh
     assert len(table) == 0 and table.min_live(1) is None
     assert get(table, "k3500") is None
+    assert put(table, "k1", "again", 1) == 2 and get(table, "k1") == ("again", 1, 0.5)
 
 
 def test_string_columns_widen_spill_and_round_trip() -> None:
