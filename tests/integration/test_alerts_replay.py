@@ -45,28 +45,26 @@ def test_an_incident_free_stream_raises_no_alert(streams) -> None:
     assert alerts == []
 
 
+def scored_rows(alerts: list[dict]) -> list[ScoredAlert]:
+    return [
+        ScoredAlert(
+            a["alert_id"],
+            a["kind"],
+            a["entity_type"],
+            a["entity_id"],
+            a["region"],
+            a["channel"],
+            a["starts_ms"],
+        )
+        for a in alerts
+    ]
+
+
 def test_labelled_incidents_are_found_with_clean_alert_rows(streams) -> None:
     dsn = f"chdb://{streams['dir'] / 'ch-labelled'}"
     alerts = replay_alerts(streams["labelled"], dsn)
     incidents = load_labels(companion_paths(streams["labelled"]).labels)
-    scores = {
-        s.kind: s
-        for s in score(
-            [
-                ScoredAlert(
-                    a["alert_id"],
-                    a["kind"],
-                    a["entity_type"],
-                    a["entity_id"],
-                    a["region"],
-                    a["channel"],
-                    a["starts_ms"],
-                )
-                for a in alerts
-            ],
-            incidents,
-        )
-    }
+    scores = {s.kind: s for s in score(scored_rows(alerts), incidents)}
     for kind in (
         "duplicate_code",
         "reward_farming",
@@ -89,21 +87,6 @@ def test_labelled_incidents_are_found_with_clean_alert_rows(streams) -> None:
     # replaying again gives the same incidents under the same ids
     again = replay_alerts(streams["labelled"], dsn)
     assert [x["alert_id"] for x in again] == [x["alert_id"] for x in alerts]
-
-
-def scored_rows(alerts: list[dict]) -> list[ScoredAlert]:
-    return [
-        ScoredAlert(
-            a["alert_id"],
-            a["kind"],
-            a["entity_type"],
-            a["entity_id"],
-            a["region"],
-            a["channel"],
-            a["starts_ms"],
-        )
-        for a in alerts
-    ]
 
 
 @pytest.mark.parametrize("seed", [7, 11])
