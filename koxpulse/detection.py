@@ -162,8 +162,9 @@ class _SeriesMonitor:
             self.band.update(slot, x, outside=outside)
         return score, band, flagged
 
-    def early(self, t: int, count: int, minutes: int) -> str | None:
-        """Judge a partial bucket: ``count`` events in its first ``minutes`` minutes.
+    def early(self, t: int, count: int, minutes: int) -> tuple[float, float] | None:
+        """Judge a partial bucket: ``count`` events in its first ``minutes`` minutes; returns
+        the band it was judged against when it alerts (the direction follows from it).
 
         The band is for a whole bucket; its edges scaled to the minutes seen are the most
         (or the fewest) events a usual bucket would bring so far. A count alerts only when
@@ -184,9 +185,9 @@ class _SeriesMonitor:
         share = minutes * 60_000 / BUCKET_MS
         usual = (lo + hi) / 2 * share
         if count > hi * share and count >= (1 + p.kpi_min_change) * usual:
-            return "up" if poisson_sf(count, hi * share) < p.kpi_early_max_p else None
+            return band if poisson_sf(count, hi * share) < p.kpi_early_max_p else None
         if lo > 0 and count < lo * share and count <= (1 - p.kpi_min_change) * usual:
-            return "down" if poisson_cdf(count, lo * share) < p.kpi_early_max_p else None
+            return band if poisson_cdf(count, lo * share) < p.kpi_early_max_p else None
         return None
 
 
@@ -368,10 +369,9 @@ class Detection:
                 if mon is None:
                     continue
                 count = getattr(bucket, metric) if bucket is not None else 0
-                if mon.early(b, count, minutes) is None:
+                band = mon.early(b, count, minutes)
+                if band is None:
                     continue
-                band = mon.band.band((b // 3_600_000) % 24, self.params.kpi_band_k, None)
-                assert band is not None  # early() judged against it
                 projected = count * BUCKET_MS / (minutes * 60_000)
                 obs = self._kpi_obs(key[0], key[1], metric, b, projected, band, 1.0, t=t)
                 obs.details["early"] = {"minutes": minutes, "count": count}
