@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         if x is not None:
             by_kind.setdefault(k, []).append(x / 60)
     print(
+        "delays by kind (min):",
+        {k: sorted(round(x, 1) for x in v) for k, v in sorted(by_kind.items())},
+    )
+    print(
         "median delay by kind (min):",
         {k: round(statistics.median(v), 1) for k, v in sorted(by_kind.items())},
     )

@@ -101,8 +101,9 @@ class HighScanLowRedemption:
     ``p_scan_cap`` [1.5] scans above this multiple of usual do not raise the number the
     chance is computed against (0: no cap);
     ``alpha`` [0.1] learning rate of the hourly baselines;
-    ``fast_buckets`` [1] buckets of the fast judgement (0: off); ``fast_ratio`` [0.3],
-    ``fast_max_p`` [1e-6] and ``fast_min_expected`` [40] its share, chance and volume.
+    ``fast_buckets`` [6] the fast judgement looks at runs of the latest 1 to this many
+    buckets (0: off); ``fast_ratio`` [0.3], ``fast_max_p`` [1e-6, shared by the run
+    lengths] and ``fast_min_expected`` [40] its share, chance and volume.
     """
 
     def __init__(
@@ -120,7 +121,7 @@ class HighScanLowRedemption:
         p_scan_cap: float = 1.5,
         alpha: float = 0.1,
         max_entities: int = 200_000,
-        fast_buckets: int = 1,
+        fast_buckets: int = 6,
         fast_ratio: float = 0.3,
         fast_max_p: float = 1e-6,
         fast_min_expected: float = 40.0,
@@ -195,24 +196,72 @@ class HighScanLowRedemption:
                 e.usual_ratio[slot] = r if usual_r is None else usual_r + a * (r - usual_r)
         return verdict
 
-    def _fast(self, e: _Entity, usual_s: float, usual_r: float) -> bool:
-        """The latest ``fast_buckets`` alone are plainly short of redemptions."""
+    def _fast(
+        self,
+        e: _Entity,
+        usual_s: float,
+        usual_r: float,
+        partial: tuple[int, int, float] | None = None,
+    ) -> bool:
+        """Some trailing run of the latest ``fast_buckets`` buckets (newest first, after
+        ``partial``: the scans, redemptions and elapsed share of a bucket still open) is
+        plainly short of redemptions on its own.
+
+        Every run length is a separate look at the data, so each must clear
+        ``fast_max_p`` divided by the number of lengths looked at (Bonferroni): a failure
+        shows in the shortest run that holds enough volume, and a chance dip of one
+        length is not given several tries."""
         n = self.fast_buckets
         if n <= 0:
             return False
-        recent = list(e.window)[-n:]
-        f_scans = sum(s for s, _ in recent)
-        f_reds = sum(r for _, r in recent)
-        share = n / self.window_buckets  # usual_s is per window
+        runs: list[tuple[int, int, float]] = [partial] if partial is not None else []
+        runs += [(s, r, 1.0) for s, r in reversed(e.window)]
+        runs = runs[:n]
+        max_p = self.fast_max_p / len(runs)
         rate = min(usual_r, 1.0)
-        expected = rate * f_scans
-        if expected < self.fast_min_expected or f_scans < self.scan_floor * usual_s * share:
-            return False
+        per_bucket = usual_s / self.window_buckets  # usual_s is per window
         cap = self.p_scan_cap
-        p_expected = rate * min(f_scans, cap * usual_s * share) if cap > 0 else expected
-        return (
-            f_reds < self.fast_ratio * expected
-            and poisson_cdf(f_reds, p_expected) < self.fast_max_p
+        f_scans = f_reds = 0
+        share = 0.0
+        for s, r, w in runs:
+            f_scans += s
+            f_reds += r
+            share += w
+            expected = rate * f_scans
+            if expected < self.fast_min_expected or f_scans < self.scan_floor * per_bucket * share:
+                continue
+            # a short run is the most exposed to lag after a surge of scans: its chance is
+            # computed against no more scans than usual at all
+            p_expected = rate * min(f_scans, per_bucket * share) if cap > 0 else expected
+            if f_reds < self.fast_ratio * expected and poisson_cdf(f_reds, p_expected) < max_p:
+                return True
+        return False
+
+    def peek(
+        self, entity: str, bucket_start: int, *, scans: int, redemptions: int, share: float
+    ) -> HslrVerdict | None:
+        """Judge a bucket still open (``share`` of it elapsed) with the fast judgement,
+        without learning or changing any state: a terminal failure in a busy key shows
+        within minutes, before its bucket completes. Call it once per closed minute so
+        the verdicts do not depend on how the stream was batched."""
+        e = self.entities.get(entity)
+        if e is None or e.firing or e.buckets_seen < self.warmup_buckets:
+            return None
+        if len(e.window) < self.window_buckets:
+            return None
+        slot = (bucket_start // HOUR_MS) % 24
+        usual_s, usual_r = e.usual_scans[slot], e.usual_ratio[slot]
+        if usual_s is None or usual_r is None:
+            return None
+        if not self._fast(e, usual_s, usual_r, (scans, redemptions, share)):
+            return None
+        # the evidence: the open bucket plus the latest full ones, over one window's span
+        recent = list(e.window)[-(self.window_buckets - 1) :] if self.window_buckets > 1 else []
+        w_scans = scans + sum(s for s, _ in recent)
+        w_reds = redemptions + sum(r for _, r in recent)
+        expected = min(usual_r, 1.0) * w_scans
+        return HslrVerdict(
+            w_scans, usual_s, w_reds, expected, w_reds / expected if expected > 0 else 1.0
         )
 
     def firing(self, entity: str) -> bool:

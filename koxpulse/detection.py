@@ -64,6 +64,10 @@ class DetectionParams:
     # hundreds of outlets are judged every bucket: the chance of a shortfall by luck alone
     # must be smaller for one outlet than for one of a few dozen regions
     outlet_max_p: float = 1e-5
+    # an outlet's shortfall plain over its latest 1 to 6 buckets alone fires without waiting
+    # for the sustained hourly judgement, once this many redemptions were expected there
+    # (its chance must clear the fast judgement's 1e-6, shared by the run lengths)
+    outlet_fast_min_expected: float = 15.0
     # a repurchase rate climbs by itself while the order history behind it is young (a
     # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
     # once the series is this old; a fall is judged as soon as the series is armed
@@ -239,6 +243,7 @@ class Detection:
             min_expected=p.outlet_min_expected,
             sustain=p.outlet_sustain,
             max_p=p.outlet_max_p,
+            fast_min_expected=p.outlet_fast_min_expected,
         )
         self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}
@@ -282,6 +287,10 @@ class Detection:
                 if minute is not None:
                     self._early(minute, alerts)
                 minute = row[0]
+                # every minute before this one is closed: complete the buckets they end,
+                # so an early look always sees the same history however minutes were batched
+                for obs in self._complete_buckets(minute):
+                    alerts.extend(observe(obs))
             self._add_row(row)
         if minute is not None:
             self._early(minute, alerts)
@@ -362,8 +371,20 @@ class Detection:
             return  # the bucket is complete: the full judgement takes it
         per_key = self.buckets.get(b, {})
         t = minute + 60_000
+        share = minutes * 60_000 / BUCKET_MS
         for key in sorted(k for k, since in self.keys.items() if since <= b):
             bucket = per_key.get(key)
+            verdict = self.region_hslr.peek(
+                f"{key[0]}|{key[1]}",
+                b,
+                scans=bucket.scans if bucket is not None else 0,
+                redemptions=bucket.redemptions if bucket is not None else 0,
+                share=share,
+            )
+            if verdict is not None:
+                obs = self._hslr_obs("region", key[0], key[0], key[1], b, verdict, t=t)
+                obs.details["early"] = {"minutes": minutes}
+                alerts.extend(self.tracker.observe_all(obs))
             for metric in ("scans", "orders"):
                 mon = self.series.get((key[0], key[1], metric))
                 if mon is None:
@@ -561,7 +582,15 @@ class Detection:
         )
 
     def _hslr_obs(
-        self, etype: str, entity: str, region: str, channel: str, b: int, v: HslrVerdict
+        self,
+        etype: str,
+        entity: str,
+        region: str,
+        channel: str,
+        b: int,
+        v: HslrVerdict,
+        *,
+        t: int | None = None,
     ) -> Observation:
         pct = v.ratio
         hours = (self.outlet_hslr if etype == "outlet" else self.region_hslr).window_buckets / 6
@@ -586,7 +615,7 @@ class Detection:
             kind="high_scan_low_redemption",
             entity_type=etype,
             entity_id=entity,
-            t=b + BUCKET_MS,
+            t=b + BUCKET_MS if t is None else t,
             region=region,
             channel=channel,
             severity="critical" if pct < 0.2 else "warning",
