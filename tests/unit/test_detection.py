@@ -22,9 +22,16 @@ def _poisson(rng: random.Random, lam: float) -> int:
         k += 1
 
 
-def rows(seed: int, minutes: int, outage: range | None, surge: range | None = None) -> list[KpiRow]:
+def rows(
+    seed: int,
+    minutes: int,
+    outage: range | None,
+    surge: range | None = None,
+    unredeemed: range | None = None,
+) -> list[KpiRow]:
     """Per-minute rows of one region x channel with a daily rhythm (Beijing daytime busy);
-    no orders during ``outage``, four times the scans during ``surge``."""
+    no orders during ``outage``, four times the scans during ``surge``, no redemptions
+    during ``unredeemed``."""
     rng = random.Random(seed)
     out: list[KpiRow] = []
     for m in range(minutes):
@@ -32,6 +39,8 @@ def rows(seed: int, minutes: int, outage: range | None, surge: range | None = No
         busy = 1.0 if 8 <= hour < 22 else 0.25
         scans = _poisson(rng, 12 * busy * (4 if surge is not None and m in surge else 1))
         reds = _poisson(rng, 5 * busy)
+        if unredeemed is not None and m in unredeemed:
+            reds = 0
         orders = 0 if outage is not None and m in outage else _poisson(rng, 6 * busy)
         buyers = orders
         repeat = sum(rng.random() < 0.4 for _ in range(buyers))
@@ -96,4 +105,19 @@ def test_a_scan_surge_alerts_within_minutes_of_its_start_however_minutes_are_bat
     assert "early" in a.details  # type: ignore[attr-defined]
     assert T0 + start * MIN < a.starts_at <= T0 + (start + 4) * MIN  # type: ignore[attr-defined]
     # the same alert whatever the batching of closed minutes
+    assert by_step[7] == by_step[1] == by_step[10]
+
+
+def test_redemptions_stopping_in_a_busy_key_alert_before_their_bucket_completes() -> None:
+    start = 36 * 60  # 12:00 Beijing on the second day, a bucket's start
+    data = rows(3, 40 * 60, None, unredeemed=range(start, start + 90))
+    by_step = {}
+    for step in (1, 7, 10):
+        alerts = list(replay(data, step).values())
+        assert [a.kind for a in alerts] == ["high_scan_low_redemption"], step  # type: ignore[attr-defined]
+        by_step[step] = alerts
+    a = by_step[1][0]
+    assert (a.entity_type, a.entity_id) == ("region", "CN-SC")  # type: ignore[attr-defined]
+    # it started before the bucket was complete: the early look judged the open bucket
+    assert T0 + start * MIN < a.starts_at < T0 + (start + 10) * MIN  # type: ignore[attr-defined]
     assert by_step[7] == by_step[1] == by_step[10]

@@ -96,3 +96,35 @@ def test_a_plain_collapse_of_a_busy_key_fires_on_its_first_bucket() -> None:
         # without the fast path the hour's evidence takes several buckets
         slow = run(HighScanLowRedemption(fast_buckets=0), busy)
         assert slow and slow[0] >= fired[0] + 2, (seed, slow[:3])
+
+
+def test_a_small_key_short_over_a_few_buckets_fires_before_the_hour_is_sustained() -> None:
+    # 40-70 scans per bucket at 50 %: 20-35 redemptions expected per bucket, under the
+    # single-bucket volume (40) but plain over two or three buckets together
+    for seed in range(3):
+        data = stream(seed, drop_at=300)
+        runs = run(HighScanLowRedemption(fast_min_expected=40), data)
+        single = run(HighScanLowRedemption(fast_min_expected=40, fast_buckets=1), data)
+        assert runs and single, seed
+        assert runs[0] in (301, 302, 303), (seed, runs[:3])
+        assert single[0] >= runs[0] + 1, (seed, single[:3], runs[:3])
+    for seed in range(5):  # and the runs add no alert on normal traffic
+        assert run(HighScanLowRedemption(), stream(seed, None)) == []
+
+
+def test_peek_judges_an_open_bucket_without_changing_state() -> None:
+    busy = [(s * 3, r * 3) for s, r in stream(0, drop_at=None)]
+    det = HighScanLowRedemption()
+    run(det, busy[:300])
+    before = pickle.dumps(det)
+    scans = busy[300][0]
+    # seven tenths of a bucket: its scans so far, and no redemption at all
+    part = scans * 7 // 10
+    v = det.peek("CN-SD|offline", 300 * B, scans=part, redemptions=0, share=0.7)
+    assert v is not None and v.redemptions == sum(r for _, r in busy[295:300])
+    assert pickle.dumps(det) == before
+    # usual redemptions so far: nothing to report
+    usual = busy[300][1] * 7 // 10
+    assert det.peek("CN-SD|offline", 300 * B, scans=part, redemptions=usual, share=0.7) is None
+    # an unknown key, or one not armed yet, is not judged
+    assert det.peek("CN-XX|offline", 300 * B, scans=part, redemptions=0, share=0.7) is None
