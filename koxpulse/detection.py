@@ -72,26 +72,52 @@ class DetectionParams:
     # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
     # once the series is this old; a fall is judged as soon as the series is armed
     kpi_repurchase_rise_after_days: float = 7.0
+    # the same for a rising redemption rate: redemptions trail scans by up to hours, so
+    # the first nights of a series lack the evening's late redemptions and its usual
+    # night-time rate starts too low
+    kpi_redemption_rise_after_days: float = 2.0
 
 
 @dataclass
 class _Band:
-    """Hour-of-day robust location and spread of a series, for the explanation only."""
+    """Hour-of-day robust location and spread of a series: the usual range that a bucket
+    must leave to alert, and the range shown in the alert.
+
+    The spread is an exponentially weighted mean absolute deviation that starts at zero,
+    so it is divided by the weight it has gathered (as Adam corrects its moments): after
+    one day, six buckets per slot, it would otherwise be half its size, and a busy
+    series, whose Poisson noise is small beside its level, would look anomalous at every
+    ramp within an hour. A slot gives a band only once a whole hour of it was seen
+    (``min_seen`` buckets), which is on an earlier day: the hours after a series starts
+    have no history of their own.
+    """
 
     centre: list[float | None] = field(default_factory=lambda: [None] * 24)
     spread: list[float] = field(default_factory=lambda: [0.0] * 24)
+    seen: list[int] = field(default_factory=lambda: [0] * 24)
+    alpha: float = 0.1
+    min_seen: int = HOUR_BUCKETS
 
-    def update(self, slot: int, x: float, alpha: float = 0.1, *, outside: bool = False) -> None:
+    def update(self, slot: int, x: float, *, outside: bool = False) -> None:
+        self.seen[slot] += 1
         c = self.centre[slot]
         if c is None:
             self.centre[slot] = x
             return
         dev = x - c
-        s = self.spread[slot]
+        s = self._spread(slot)
         limit = 3 * s if s > 0 else abs(dev)
         step = max(-limit, min(limit, dev)) if limit > 0 else dev
-        self.centre[slot] = c + alpha * step
-        self.spread[slot] = s + alpha * ((abs(step) if outside else abs(dev)) - s)
+        a = self.alpha
+        self.centre[slot] = c + a * step
+        raw = self.spread[slot]
+        self.spread[slot] = raw + a * ((abs(step) if outside else abs(dev)) - raw)
+
+    def _spread(self, slot: int) -> float:
+        n = self.seen[slot] - 1  # deviations gathered (the first value sets the centre)
+        if n <= 0:
+            return 0.0
+        return self.spread[slot] / (1.0 - (1.0 - self.alpha) ** n)
 
     def band(self, slot: int, k: float, n: float | None) -> tuple[float, float] | None:
         """Usual range; never narrower than sampling noise allows (Poisson or binomial).
@@ -99,9 +125,9 @@ class _Band:
         ``n`` is the denominator of a rate (None for counts).
         """
         c = self.centre[slot]
-        if c is None:
+        if c is None or self.seen[slot] < self.min_seen:
             return None
-        sigma = 1.2533 * self.spread[slot]  # mean absolute deviation -> sigma
+        sigma = 1.2533 * self._spread(slot)  # mean absolute deviation -> sigma
         if n is None:
             noise = math.sqrt(max(c, 1.0))
         else:
@@ -166,7 +192,9 @@ class _SeriesMonitor:
             self.band.update(slot, x, outside=outside)
         return score, band, flagged
 
-    def early(self, t: int, count: int, minutes: int) -> tuple[float, float] | None:
+    def early(
+        self, t: int, count: int, minutes: int, prev: float | None = None
+    ) -> tuple[float, float] | None:
         """Judge a partial bucket: ``count`` events in its first ``minutes`` minutes; returns
         the band it was judged against when it alerts (the direction follows from it).
 
@@ -178,6 +206,13 @@ class _SeriesMonitor:
         (the series' spread, its ramps within the hour), so only changes plain enough to be
         sure of from a few minutes alert early. The model does not learn here: it sees the
         whole bucket when that is complete.
+
+        A fall is judged against the smallest level that is still no change worth a page:
+        ``1 - kpi_min_change`` of the lower of the usual level and ``prev`` (the series'
+        latest complete bucket, unless that was already outside the band), or the band's
+        edge where that is higher. A wide band (a
+        volatile series) then does not hide a collapse for the whole bucket, and a series
+        already ramping down is compared with where it is now.
         """
         p = self.params
         if p.kpi_early_max_p <= 0 or self.seen <= p.kpi_warmup_buckets:
@@ -190,8 +225,14 @@ class _SeriesMonitor:
         usual = (lo + hi) / 2 * share
         if count > hi * share and count >= (1 + p.kpi_min_change) * usual:
             return band if poisson_sf(count, hi * share) < p.kpi_early_max_p else None
-        if lo > 0 and count < lo * share and count <= (1 - p.kpi_min_change) * usual:
-            return band if poisson_cdf(count, lo * share) < p.kpi_early_max_p else None
+        if count <= (1 - p.kpi_min_change) * usual:
+            centre = (lo + hi) / 2
+            # (not while the series is already outside its band: then ``prev`` is the
+            # incident itself, and the usual level is what the incident is measured from)
+            level = centre if prev is None or self.streak else min(centre, prev)
+            floor = max(lo, (1 - p.kpi_min_change) * level) * share
+            if count < floor:
+                return band if poisson_cdf(count, floor) < p.kpi_early_max_p else None
         return None
 
 
@@ -374,6 +415,7 @@ class Detection:
         share = minutes * 60_000 / BUCKET_MS
         for key in sorted(k for k, since in self.keys.items() if since <= b):
             bucket = per_key.get(key)
+            recent = self.recent.get(key)
             verdict = self.region_hslr.peek(
                 f"{key[0]}|{key[1]}",
                 b,
@@ -390,7 +432,9 @@ class Detection:
                 if mon is None:
                     continue
                 count = getattr(bucket, metric) if bucket is not None else 0
-                band = mon.early(b, count, minutes)
+                last = recent[-1] if recent else None
+                prev = float(getattr(last, metric)) if last is not None else None
+                band = mon.early(b, count, minutes, prev)
                 if band is None:
                     continue
                 projected = count * BUCKET_MS / (minutes * 60_000)
@@ -471,13 +515,17 @@ class Detection:
                 # judges it against the learned delay and reports it once, as that kind (and
                 # when scans fall too, the scans series reports "everything down").
                 flagged = False
+            rise_after = {
+                "repurchase_rate": self.params.kpi_repurchase_rise_after_days,
+                "redemption_rate": self.params.kpi_redemption_rise_after_days,
+            }.get(metric)
             if (
-                metric == "repurchase_rate"
+                rise_after is not None
                 and band is not None
                 and x > band[1]
-                and b - self.keys[key] < self.params.kpi_repurchase_rise_after_days * 86_400_000
+                and b - self.keys[key] < rise_after * 86_400_000
             ):
-                flagged = False  # the order history is still filling up (see the params)
+                flagged = False  # the history behind the rate is still filling up (params)
             if flagged and band is not None:
                 window = 60 if metric.endswith("_rate") else BUCKET_MS // 60_000
                 obs.append(self._kpi_obs(region, channel, metric, b, x, band, score, window))

@@ -560,6 +560,10 @@ _TUNING_HELP = {
     "which it fires",
     "kpi_repurchase_rise_after_days": "kpi_anomaly: age of a series before a rising "
     "repurchase rate is judged (days)",
+    "kpi_redemption_rise_after_days": "kpi_anomaly: age of a series before a rising "
+    "redemption rate is judged (days)",
+    "outlet_fast_min_expected": "high_scan_low_redemption: expected redemptions over an "
+    "outlet's latest 1 to 6 buckets that let it fire without the sustained hour",
     "cross_min_codes_unsold": "cross_region_scan: foreign codes that alert for a batch with "
     "no scan in its authorised region yet",
     "quiet_ms": "alerts: resolve after this much event time without evidence (ms)",
