@@ -309,29 +309,27 @@ class CompactTable:
                 return r  # type: ignore[no-any-return]
             i = (i + 1) & mask
 
-    def upsert(self, s: str, _hash: Any = xxh3_64_intdigest) -> int:
+    def upsert(self, s: str) -> int:
         """The row of id ``s``; or, when absent, ``~row`` of a new row for it."""
         try:
-            key = _hash(s.encode()) or 1
+            key = xxh3_64_intdigest(s.encode()) or 1
         except UnicodeEncodeError:
             key = key_of(s)
         index = self._iv
+        keys = self._kv
         mask = self._mask
         i = key & mask
-        r = index[i]
-        if r > 1:  # (0 is an empty slot, 1 a deleted one)
-            keys = self._kv
-            if keys[r] == key:
-                return r  # type: ignore[no-any-return]
         deleted = -1
-        while r:
-            if r == 1:
+        while True:
+            r = index[i]
+            if r == _EMPTY:
+                break
+            if r == _DELETED:
                 if deleted < 0:
                     deleted = i
-            elif self._kv[r] == key:
+            elif keys[r] == key:
                 return r  # type: ignore[no-any-return]
             i = (i + 1) & mask
-            r = index[i]
         if deleted >= 0:
             i = deleted
             self._deleted -= 1
