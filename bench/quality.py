@@ -14,6 +14,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from detectors.fraud import FraudParams
@@ -87,6 +88,25 @@ def delays(alerts: list[Alert], path: Path) -> list[tuple[str, float | None]]:
     return [(inc.kind, d) for inc, d in zip(incidents, found, strict=True)]
 
 
+def _params(given: list[str]) -> tuple[DetectionParams, FraudParams]:
+    """Parameter sets with ``NAME=VALUE`` overrides, typed like the defaults."""
+    det, fraud = DetectionParams(), FraudParams()
+    for item in given:
+        name, _, value = item.partition("=")
+        for obj in (det, fraud):
+            if hasattr(obj, name):
+                kind = type(getattr(obj, name))
+                typed = (value.lower() in ("1", "true", "on")) if kind is bool else kind(value)
+                if obj is det:
+                    det = replace(det, **{name: typed})
+                else:
+                    fraud = replace(fraud, **{name: typed})
+                break
+        else:
+            raise SystemExit(f"--set {item}: no such detection or fraud parameter")
+    return det, fraud
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="7,3,11")
@@ -94,7 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=48)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/koxpulse-quality"))
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a DetectionParams or FraudParams field, e.g. outlet_max_p=1e-6 (repeatable)",
+    )
     args = ap.parse_args(argv)
+    params, fraud = _params(args.set)
     args.cache.mkdir(parents=True, exist_ok=True)
     all_alerts: list[ScoredAlert] = []
     all_delays: list[tuple[str, float | None]] = []
@@ -102,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in [int(s) for s in args.seeds.split(",") if s]:
         path = stream(args.cache, seed, args.hours, args.scale, True)
         t0 = time.perf_counter()
-        alerts = replay(path)
+        alerts = replay(path, params=params, fraud=fraud)
         d = delays(alerts, path)
         all_delays += d
         sc = score(scored(alerts), load_labels(companion_paths(path).labels))
@@ -121,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     for seed in [int(s) for s in args.clean.split(",") if s]:
         path = stream(args.cache, seed, args.hours, args.scale, False)
-        alerts = replay(path)
+        alerts = replay(path, params=params, fraud=fraud)
         print(f"clean seed {seed}: {len(alerts)} alerts")
         for a in alerts:
             print(

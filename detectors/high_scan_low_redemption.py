@@ -71,6 +71,10 @@ class _Entity:
     usual_scans: list[float | None] = field(default_factory=lambda: [None] * 24)
     usual_ratio: list[float | None] = field(default_factory=lambda: [None] * 24)
     low_streak: int = 0
+    # how far the windowed redemption ratio usually strays from its usual value, per slot
+    # (exponentially weighted mean absolute deviation, and its weight for bias correction)
+    ratio_dev: list[float] = field(default_factory=lambda: [0.0] * 24)
+    ratio_dev_w: list[float] = field(default_factory=lambda: [0.0] * 24)
     firing: bool = False
 
 
@@ -103,7 +107,9 @@ class HighScanLowRedemption:
     ``alpha`` [0.1] learning rate of the hourly baselines;
     ``fast_buckets`` [6] the fast judgement looks at runs of the latest 1 to this many
     buckets (0: off); ``fast_ratio`` [0.3], ``fast_max_p`` [1e-6, shared by the run
-    lengths] and ``fast_min_expected`` [40] its share, chance and volume.
+    lengths] and ``fast_min_expected`` [40] its share, chance and volume;
+    ``dev_k`` [3] the hour's shortfall of the redemption ratio must also exceed this many
+    times its usual deviation for the hour of day (0: off).
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class HighScanLowRedemption:
         fast_ratio: float = 0.3,
         fast_max_p: float = 1e-6,
         fast_min_expected: float = 40.0,
+        dev_k: float = 3.0,
     ) -> None:
         self.bucket_ms = bucket_ms
         self.window_buckets = window_buckets
@@ -142,6 +149,7 @@ class HighScanLowRedemption:
         self.fast_ratio = fast_ratio
         self.fast_max_p = fast_max_p
         self.fast_min_expected = fast_min_expected
+        self.dev_k = dev_k
         self.entities: dict[str, _Entity] = {}
 
     def update(
@@ -178,6 +186,7 @@ class HighScanLowRedemption:
                     judged
                     and ratio < self.ratio_threshold
                     and poisson_cdf(w_reds, p_expected) < self.max_p
+                    and self._beyond_usual_spread(e, slot, usual_r, w_reds, w_scans)
                 )
             fast = not e.firing and judged and self._fast(e, usual_s, usual_r)
             if low or fast:
@@ -193,8 +202,26 @@ class HighScanLowRedemption:
             e.usual_scans[slot] = w_scans if usual_s is None else usual_s + a * (w_scans - usual_s)
             if w_scans > 0:
                 r = w_reds / w_scans
+                if usual_r is not None:
+                    dev = e.ratio_dev[slot]
+                    e.ratio_dev[slot] = dev + a * (abs(r - usual_r) - dev)
+                    e.ratio_dev_w[slot] += a * (1.0 - e.ratio_dev_w[slot])
                 e.usual_ratio[slot] = r if usual_r is None else usual_r + a * (r - usual_r)
         return verdict
+
+    def _beyond_usual_spread(
+        self, e: _Entity, slot: int, usual_r: float, w_reds: int, w_scans: int
+    ) -> bool:
+        """The window's redemption ratio is further below usual than ``dev_k`` times its
+        usual deviation. Poisson chance assumes redemptions arrive independently; where
+        they come in bursts (group-buying pick-ups hours after the scans) a whole hour
+        can be short without anything being wrong, and that entity's own history shows it.
+        """
+        w = e.ratio_dev_w[slot]
+        if self.dev_k <= 0 or w <= 0 or w_scans <= 0:
+            return True
+        spread = e.ratio_dev[slot] / w
+        return usual_r - w_reds / w_scans > self.dev_k * spread
 
     def _fast(
         self,

@@ -68,6 +68,10 @@ class DetectionParams:
     # for the sustained hourly judgement, once this many redemptions were expected there
     # (its chance must clear the fast judgement's 1e-6, shared by the run lengths)
     outlet_fast_min_expected: float = 15.0
+    # an hour's shortfall must also exceed this many times the usual deviation of the
+    # key's (or outlet's) redemption ratio at that hour: bursty redemptions (group-buying
+    # pick-ups) make a short hour usual there, however unlikely Poisson makes it look
+    hslr_dev_k: float = 3.0
     # a repurchase rate climbs by itself while the order history behind it is young (a
     # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
     # once the series is this old; a fall is judged as soon as the series is armed
@@ -278,13 +282,14 @@ class Detection:
         self.lang = lang
         self.fraud = FraudDetectors(fraud, lang=lang)
         self.tracker = AlertTracker(quiet_ms=p.quiet_ms)
-        self.region_hslr = HighScanLowRedemption()
+        self.region_hslr = HighScanLowRedemption(dev_k=p.hslr_dev_k)
         self.outlet_hslr = HighScanLowRedemption(
             window_buckets=p.outlet_window_buckets,
             min_expected=p.outlet_min_expected,
             sustain=p.outlet_sustain,
             max_p=p.outlet_max_p,
             fast_min_expected=p.outlet_fast_min_expected,
+            dev_k=p.hslr_dev_k,
         )
         self.region_hslr_last: dict[str, int] = {}  # region|channel -> last bucket it fired
         self.series: dict[tuple[str, str, str], _SeriesMonitor] = {}

@@ -562,6 +562,8 @@ _TUNING_HELP = {
     "repurchase rate is judged (days)",
     "kpi_redemption_rise_after_days": "kpi_anomaly: age of a series before a rising "
     "redemption rate is judged (days)",
+    "hslr_dev_k": "high_scan_low_redemption: an hour's shortfall of the redemption ratio must "
+    "exceed this many times its usual deviation at that hour (0: off)",
     "outlet_fast_min_expected": "high_scan_low_redemption: expected redemptions over an "
     "outlet's latest 1 to 6 buckets that let it fire without the sustained hour",
     "cross_min_codes_unsold": "cross_region_scan: foreign codes that alert for a batch with "

@@ -128,3 +128,17 @@ def test_peek_judges_an_open_bucket_without_changing_state() -> None:
     assert det.peek("CN-SD|offline", 300 * B, scans=part, redemptions=usual, share=0.7) is None
     # an unknown key, or one not armed yet, is not judged
     assert det.peek("CN-XX|offline", 300 * B, scans=part, redemptions=0, share=0.7) is None
+
+
+def test_redemptions_that_come_in_bursts_are_judged_against_their_own_spread() -> None:
+    # group-buying pick-ups: 120 scans an hour, and redemptions come in runs of an hour
+    # or so with nothing in between; an hour without redemptions is usual for this key,
+    # however unlikely a Poisson count makes it look
+    for period in (10, 14):
+        data = [(20, 20 if (b // (period // 2)) % 2 == 0 else 0) for b in range(1200)]
+        assert run(HighScanLowRedemption(fast_buckets=0), data) == [], period
+        assert run(HighScanLowRedemption(fast_buckets=0, dev_k=0), data) != [], period
+    # while a steady key that stops redeeming still fires
+    steady = [(20, 10 if b < 500 else 0) for b in range(600)]
+    fired = run(HighScanLowRedemption(fast_buckets=0), steady)
+    assert fired and 500 <= fired[0] <= 506
