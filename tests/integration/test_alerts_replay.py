@@ -92,9 +92,10 @@ def test_labelled_incidents_are_found_with_clean_alert_rows(streams) -> None:
 @pytest.mark.parametrize("seed", [7, 11])
 def test_more_seeds_every_incident_found_early(seed: int, tmp_path: Path) -> None:
     """Full-scale labelled streams of other seeds: every incident found, precision >= 0.9,
-    and the median delay over all incidents no worse than measured (7.5 and 9 minutes on
-    these 40-hour streams; issue 4 aims at 3; `python -m bench.quality` gives the figures
-    per kind)."""
+    and the median delay over all incidents no worse than measured (6.2 and 5.0 minutes on
+    these 40-hour streams on 2026-12-07, 9 and 7.5 before the early looks of 高扫码低核销 and
+    of falling counts; issue 4 aims at 3; `python -m bench.quality` gives the figures per
+    kind)."""
     import statistics
 
     from koxpulse.evaluate import incident_delays, matches
@@ -109,7 +110,7 @@ def test_more_seeds_every_incident_found_early(seed: int, tmp_path: Path) -> Non
     delays = [d / 60 for d in found if d is not None]
     matched = sum(1 for a in alerts if any(matches(a, i) for i in incidents))
     assert matched / len(alerts) >= 0.9, alerts
-    assert statistics.median(delays) <= 10.0, sorted(delays)
+    assert statistics.median(delays) <= 7.0, sorted(delays)
 
 
 def test_summaries_in_simplified_chinese(streams) -> None:
