@@ -14,7 +14,6 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from detectors.fraud import FraudParams
@@ -31,6 +30,7 @@ from koxpulse.evaluate import (
 )
 from koxpulse.kpi import KpiAggregator
 from koxpulse.lateness import PartitionClock
+from koxpulse.settings import TUNING_BY_FIELD, load
 from koxpulse.simulator import companion_paths, simulate
 from koxpulse.sources.files import FilePartition
 
@@ -89,22 +89,28 @@ def delays(alerts: list[Alert], path: Path) -> list[tuple[str, float | None]]:
 
 
 def _params(given: list[str]) -> tuple[DetectionParams, FraudParams]:
-    """Parameter sets with ``NAME=VALUE`` overrides, typed like the defaults."""
-    det, fraud = DetectionParams(), FraudParams()
+    """Parameter sets with ``NAME=VALUE`` overrides, parsed and checked by the same options
+    as ``koxpulse run``'s flags (``NAME`` with or without its ``detect_``/``fraud_`` prefix);
+    ``KOXPULSE_*`` variables are not read, so a run measures what its command line says."""
+    flags: dict[str, object] = {}
     for item in given:
         name, _, value = item.partition("=")
-        for obj in (det, fraud):
-            if hasattr(obj, name):
-                kind = type(getattr(obj, name))
-                typed = (value.lower() in ("1", "true", "on")) if kind is bool else kind(value)
-                if obj is det:
-                    det = replace(det, **{name: typed})
-                else:
-                    fraud = replace(fraud, **{name: typed})
-                break
-        else:
+        opt = next(
+            (
+                TUNING_BY_FIELD[f]
+                for f in (name, "detect_" + name, "fraud_" + name)
+                if f in TUNING_BY_FIELD
+            ),
+            None,
+        )
+        if opt is None:
             raise SystemExit(f"--set {item}: no such detection or fraud parameter")
-    return det, fraud
+        try:
+            flags[opt.field] = opt.parse(value)
+        except ValueError as exc:
+            raise SystemExit(f"--set {item}: {exc}") from exc
+    settings = load(flags, env={})
+    return settings.detection_params(), settings.fraud_params()
 
 
 def main(argv: list[str] | None = None) -> int:

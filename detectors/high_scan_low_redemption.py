@@ -247,7 +247,6 @@ class HighScanLowRedemption:
         max_p = self.fast_max_p / len(runs)
         rate = min(usual_r, 1.0)
         per_bucket = usual_s / self.window_buckets  # usual_s is per window
-        cap = self.p_scan_cap
         f_scans = f_reds = 0
         share = 0.0
         for s, r, w in runs:
@@ -259,7 +258,9 @@ class HighScanLowRedemption:
                 continue
             # a short run is the most exposed to lag after a surge of scans: its chance is
             # computed against no more scans than usual at all
-            p_expected = rate * min(f_scans, per_bucket * share) if cap > 0 else expected
+            p_expected = (
+                rate * min(f_scans, per_bucket * share) if self.p_scan_cap > 0 else expected
+            )
             if f_reds < self.fast_ratio * expected and poisson_cdf(f_reds, p_expected) < max_p:
                 return True
         return False

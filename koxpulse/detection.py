@@ -421,6 +421,7 @@ class Detection:
         for key in sorted(k for k, since in self.keys.items() if since <= b):
             bucket = per_key.get(key)
             recent = self.recent.get(key)
+            last = recent[-1] if recent else None
             verdict = self.region_hslr.peek(
                 f"{key[0]}|{key[1]}",
                 b,
@@ -437,7 +438,6 @@ class Detection:
                 if mon is None:
                     continue
                 count = getattr(bucket, metric) if bucket is not None else 0
-                last = recent[-1] if recent else None
                 prev = float(getattr(last, metric)) if last is not None else None
                 band = mon.early(b, count, minutes, prev)
                 if band is None:
@@ -505,6 +505,10 @@ class Detection:
             "repurchase_rate": h_repeat / h_buyers if full and h_buyers >= min_n else None,
         }
         denominators = {"redemption_rate": h_scans, "repurchase_rate": h_buyers}
+        rise_after_days = {
+            "repurchase_rate": self.params.kpi_repurchase_rise_after_days,
+            "redemption_rate": self.params.kpi_redemption_rise_after_days,
+        }
         for metric in METRICS:
             x = values[metric]
             if x is None:
@@ -520,10 +524,7 @@ class Detection:
                 # judges it against the learned delay and reports it once, as that kind (and
                 # when scans fall too, the scans series reports "everything down").
                 flagged = False
-            rise_after = {
-                "repurchase_rate": self.params.kpi_repurchase_rise_after_days,
-                "redemption_rate": self.params.kpi_redemption_rise_after_days,
-            }.get(metric)
+            rise_after = rise_after_days.get(metric)
             if (
                 rise_after is not None
                 and band is not None

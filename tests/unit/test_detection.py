@@ -76,6 +76,19 @@ def replay(data: list[KpiRow], step: int = 10) -> dict[str, object]:
     return latest
 
 
+def replay_batched(data: list[KpiRow], kinds: list[str]) -> object:
+    """The alerts of replays in batches of 1, 7 and 10 minutes: each must be ``kinds`` and
+    all three the same; returns the first alert."""
+    by_step = {}
+    for step in (1, 7, 10):
+        alerts = list(replay(data, step).values())
+        assert [a.kind for a in alerts] == kinds, step  # type: ignore[attr-defined]
+        by_step[step] = alerts
+    # the same alert whatever the batching of closed minutes
+    assert by_step[7] == by_step[1] == by_step[10]
+    return by_step[1][0]
+
+
 def test_steady_traffic_raises_nothing() -> None:
     for seed in range(3):
         assert replay(rows(seed, 40 * 60, None)) == {}, seed
@@ -97,33 +110,20 @@ def test_a_midday_orders_outage_is_one_kpi_anomaly() -> None:
 def test_a_scan_surge_alerts_within_minutes_of_its_start_however_minutes_are_batched() -> None:
     start = 36 * 60 + 3  # 12:03 Beijing on the second day: inside a 10-minute bucket
     data = rows(2, 40 * 60, None, surge=range(start, start + 30))
-    by_step = {}
-    for step in (1, 7, 10):
-        alerts = list(replay(data, step).values())
-        assert [a.kind for a in alerts] == ["kpi_anomaly"], step  # type: ignore[attr-defined]
-        by_step[step] = alerts
-    a = by_step[1][0]
+    a = replay_batched(data, ["kpi_anomaly"])
     # the early look judged the partial bucket: alerted before the bucket was complete
     assert a.details["metric"] == "scans" and a.details["direction"] == "up"  # type: ignore[attr-defined]
     assert "early" in a.details  # type: ignore[attr-defined]
     assert T0 + start * MIN < a.starts_at <= T0 + (start + 5) * MIN  # type: ignore[attr-defined]
-    # the same alert whatever the batching of closed minutes
-    assert by_step[7] == by_step[1] == by_step[10]
 
 
 def test_redemptions_stopping_in_a_busy_key_alert_before_their_bucket_completes() -> None:
     start = 36 * 60  # 12:00 Beijing on the second day, a bucket's start
     data = rows(3, 40 * 60, None, unredeemed=range(start, start + 90))
-    by_step = {}
-    for step in (1, 7, 10):
-        alerts = list(replay(data, step).values())
-        assert [a.kind for a in alerts] == ["high_scan_low_redemption"], step  # type: ignore[attr-defined]
-        by_step[step] = alerts
-    a = by_step[1][0]
+    a = replay_batched(data, ["high_scan_low_redemption"])
     assert (a.entity_type, a.entity_id) == ("region", "CN-SC")  # type: ignore[attr-defined]
     # it started before the bucket was complete: the early look judged the open bucket
     assert T0 + start * MIN < a.starts_at < T0 + (start + 10) * MIN  # type: ignore[attr-defined]
-    assert by_step[7] == by_step[1] == by_step[10]
 
 
 def peak_rows(seed: int, minutes: int, volume: float) -> list[KpiRow]:
