@@ -73,11 +73,13 @@ def scored(alerts: list[Alert]) -> list[ScoredAlert]:
     ]
 
 
-def stream(cache: Path, seed: int, hours: float, scale: float, incidents: bool) -> Path:
-    tag = "inc" if incidents else "clean"
+def stream(
+    cache: Path, seed: int, hours: float, scale: float, incidents: bool, strength: float = 1.0
+) -> Path:
+    tag = ("inc" if strength == 1 else f"inc{strength:g}") if incidents else "clean"
     out = cache / f"s{seed}-h{hours:g}-x{scale:g}-{tag}.jsonl.gz"
     if not out.exists():
-        simulate(out, hours=hours, seed=seed, scale=scale, incidents=incidents)
+        simulate(out, hours=hours, seed=seed, scale=scale, incidents=incidents, strength=strength)
     return out
 
 
@@ -119,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clean", default="")
     ap.add_argument("--hours", type=float, default=48)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="incident strength of the labelled seeds (koxpulse simulate --incident-strength)",
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/koxpulse-quality"))
     ap.add_argument(
         "--set",
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     all_delays: list[tuple[str, float | None]] = []
     scores: list[KindScore] = []
     for seed in [int(s) for s in args.seeds.split(",") if s]:
-        path = stream(args.cache, seed, args.hours, args.scale, True)
+        path = stream(args.cache, seed, args.hours, args.scale, True, args.strength)
         t0 = time.perf_counter()
         alerts = replay(path, params=params, fraud=fraud)
         d = delays(alerts, path)

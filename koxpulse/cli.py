@@ -198,6 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--scale", type=_typed(_positive_float, "--scale"), default=1.0)
     sim.add_argument("--incidents", action="store_true", help="inject labelled incidents")
     sim.add_argument(
+        "--incident-strength",
+        type=_typed(_strength, "--incident-strength"),
+        default=1.0,
+        help="how far the 高扫码低核销 and kpi_anomaly incidents move their series, in (0, 1]: "
+        "1 (default) collapses and surges, 0.5 half of each change (redemptions or orders at "
+        "about half, scans at 2.5x); fraud incidents keep their form",
+    )
+    sim.add_argument(
         "--experiment",
         dest="experiments",
         action="append",
@@ -378,6 +386,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _strength(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError("must be > 0 and <= 1")
+    return value
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     flags = {k: v for k, v in vars(args).items() if k in OPTIONS_BY_FIELD or k in TUNING_BY_FIELD}
     if flags.get("input"):
@@ -460,6 +475,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         scale=args.scale,
         incidents=args.incidents,
         experiments=tuple(args.experiments or ()),
+        strength=args.incident_strength,
     )
     paths = companion_paths(args.out)
     print(

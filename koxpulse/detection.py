@@ -72,6 +72,20 @@ class DetectionParams:
     # key's (or outlet's) redemption ratio at that hour: bursty redemptions (group-buying
     # pick-ups) make a short hour usual there, however unlikely Poisson makes it look
     hslr_dev_k: float = 3.0
+    # 高扫码低核销 of a region × channel fires when an hour's redemptions fall below this
+    # share of what its scans usually bring, and resolves above the recover share. Outlets
+    # keep the detector's stricter 0.4 / 0.7: hundreds of small ones are judged, and a
+    # group-buying outlet's pick-ups come in bursts
+    hslr_ratio: float = 0.6
+    hslr_recover_ratio: float = 0.8
+    # an hourly count (scans, orders) outside its band and at least kpi_min_change from
+    # usual for this many buckets in a row alerts whatever the novelty score, while the
+    # latest 10-minute bucket still shows that change (so the hour does not echo an
+    # incident that is over): a moderate, sustained change that the novelty score absorbs
+    # as it builds up (0: off)
+    kpi_hour_sustain: int = 2
+    # ... its doubt: the Poisson tail of the hour's count at kpi_min_change from usual
+    kpi_hour_max_p: float = 1e-3
     # a repurchase rate climbs by itself while the order history behind it is young (a
     # buyer is "repeat" only once an earlier order has been seen): a rise is judged only
     # once the series is this old; a fall is judged as soon as the series is armed
@@ -102,7 +116,8 @@ class _Band:
     alpha: float = 0.1
     min_seen: int = HOUR_BUCKETS
 
-    def update(self, slot: int, x: float, *, outside: bool = False) -> None:
+    def update(self, slot: int, x: float, *, outside: bool = False, spread: bool = True) -> None:
+        """Learn one bucket; ``spread=False`` moves the centre only (by the clipped step)."""
         self.seen[slot] += 1
         c = self.centre[slot]
         if c is None:
@@ -115,7 +130,10 @@ class _Band:
         a = self.alpha
         self.centre[slot] = c + a * step
         raw = self.spread[slot]
-        self.spread[slot] = raw + a * ((abs(step) if outside else abs(dev)) - raw)
+        if spread:
+            self.spread[slot] = raw + a * ((abs(step) if outside else abs(dev)) - raw)
+        elif s > 0:  # keep the corrected spread as it was, though one more bucket was seen
+            self.spread[slot] = s * (1.0 - (1.0 - a) ** (self.seen[slot] - 1))
 
     def _spread(self, slot: int) -> float:
         n = self.seen[slot] - 1  # deviations gathered (the first value sets the centre)
@@ -144,6 +162,8 @@ class _Band:
 class _SeriesMonitor:
     """One KPI series of one region × channel: detector score, band, direction."""
 
+    hour_streak = 0  # (for state pickled before it existed)
+
     def __init__(self, params: DetectionParams) -> None:
         self.params = params
         # The NAB defaults, re-timed for 10-minute buckets: an hour-of-day profile (24 slots,
@@ -161,10 +181,26 @@ class _SeriesMonitor:
         self.band = _Band()
         self.seen = 0
         self.streak = 0  # buckets in a row outside the band
+        self.hour_streak = 0  # (hourly counts) buckets in a row changed beyond doubt
 
     def step(
-        self, t: int, x: float, n: float | None = None, *, sustained: bool = True
+        self,
+        t: int,
+        x: float,
+        n: float | None = None,
+        *,
+        sustained: bool = True,
+        latest: tuple[float, float | None] | None = None,
+        prev: float | None = None,
+        whole: bool = False,
     ) -> tuple[float, tuple[float, float] | None, bool]:
+        """Score and judge one bucket; learn from it unless it is flagged.
+
+        ``latest`` is given for an hourly count: the latest 10-minute bucket and its usual
+        level, for the sustained-hour rule (``kpi_hour_sustain``). ``whole`` asks a
+        10-minute count the early look's question too, over the whole bucket (``prev``: the
+        bucket before): a bucket the early look reported is not learnt as usual, and an
+        outage stays in evidence after the novelty score has absorbed it."""
         when = ms_to_datetime(t)
         slot = (t // 3_600_000) % 24
         score = self.model.score_one(x, when)
@@ -189,12 +225,54 @@ class _SeriesMonitor:
             score >= p.kpi_threshold
             or (sustained and self.streak >= p.kpi_sustain and score >= p.kpi_sustain_threshold)
         )
+        # An hourly count (``latest`` given) that slides away as a moderate change builds up
+        # is absorbed by the novelty score before it scores, and its onset widens the band.
+        # It alerts once it has been outside the band and changed beyond Poisson doubt even
+        # at kpi_min_change from usual (the early look's question) for kpi_hour_sustain
+        # buckets in a row, while the latest 10-minute bucket still shows the change (so the
+        # hour does not echo an incident that is over). An hour changed beyond doubt does not
+        # widen the band: the onset of a change is no evidence of the series' usual spread.
+        change = 0
+        if latest is not None and band is not None:
+            change = self._hour_change(slot, x)
+            beyond = x < band[0] if change < 0 else x > band[1] if change > 0 else False
+            self.hour_streak = self.hour_streak + 1 if beyond else 0
+            if beyond and self.hour_streak >= p.kpi_hour_sustain:
+                value, usual = latest
+                if usual is not None and usual > 0:
+                    m = p.kpi_min_change
+                    flagged = flagged or (
+                        value <= (1 - m) * usual if change < 0 else value >= (1 + m) * usual
+                    )
+        if whole and not flagged and self.early(t, int(x), BUCKET_MS // 60_000, prev) is not None:
+            flagged = True
         if not flagged:  # thresholding never learns from the points it flags
             self.model.learn_one(x, when)
             # and a point outside the usual range moves the band by no more than a clipped
             # step: one unflagged bucket of an outage must not make the rest look usual
-            self.band.update(slot, x, outside=outside)
+            self.band.update(slot, x, outside=outside, spread=change == 0)
         return score, band, flagged
+
+    def _hour_change(self, slot: int, x: float) -> int:
+        """-1 (or +1) when an hourly count is at least ``kpi_min_change`` below (above) its
+        usual level for the hour, beyond Poisson doubt even at that distance (tail below
+        ``kpi_hour_max_p``); 0 otherwise, or while the series is not armed."""
+        p = self.params
+        c = self.band.centre[slot]
+        if (
+            p.kpi_hour_sustain <= 0
+            or c is None
+            or c <= 0
+            or self.seen <= p.kpi_warmup_buckets
+            or self.band.seen[slot] < self.band.min_seen
+        ):
+            return 0
+        change = p.kpi_min_change
+        if x <= (1 - change) * c and poisson_cdf(int(x), (1 - change) * c) < p.kpi_hour_max_p:
+            return -1
+        if x >= (1 + change) * c and poisson_sf(int(x), (1 + change) * c) < p.kpi_hour_max_p:
+            return 1
+        return 0
 
     def early(
         self, t: int, count: int, minutes: int, prev: float | None = None
@@ -282,7 +360,9 @@ class Detection:
         self.lang = lang
         self.fraud = FraudDetectors(fraud, lang=lang)
         self.tracker = AlertTracker(quiet_ms=p.quiet_ms)
-        self.region_hslr = HighScanLowRedemption(dev_k=p.hslr_dev_k)
+        self.region_hslr = HighScanLowRedemption(
+            dev_k=p.hslr_dev_k, ratio_threshold=p.hslr_ratio, recover_ratio=p.hslr_recover_ratio
+        )
         self.outlet_hslr = HighScanLowRedemption(
             window_buckets=p.outlet_window_buckets,
             min_expected=p.outlet_min_expected,
@@ -509,6 +589,8 @@ class Detection:
             "repurchase_rate": self.params.kpi_repurchase_rise_after_days,
             "redemption_rate": self.params.kpi_redemption_rise_after_days,
         }
+        slot = (b // 3_600_000) % 24
+        usual_now: dict[str, float | None] = {}
         for metric in METRICS:
             x = values[metric]
             if x is None:
@@ -516,8 +598,15 @@ class Detection:
             mon = self.series.get((region, channel, metric))
             if mon is None:
                 mon = self.series[(region, channel, metric)] = _SeriesMonitor(self.params)
+            usual_now[metric] = mon.band.centre[slot]
+            count = not metric.endswith("_rate")
             score, band, flagged = mon.step(
-                b, x, denominators.get(metric), sustained=not metric.endswith("_rate")
+                b,
+                x,
+                denominators.get(metric),
+                sustained=count,
+                prev=float(getattr(recent[-2], metric)) if count and len(recent) > 1 else None,
+                whole=count,
             )
             if metric == "redemption_rate" and band is not None and x < band[0]:
                 # Redemptions falling behind scans is 高扫码低核销 by definition: its detector
@@ -538,16 +627,18 @@ class Detection:
         # Counts also over the last hour: a sustained drop in a small series is invisible in
         # one noisy 10-minute bucket but plain in six.
         if full:
-            for metric, x in (
-                ("scans", h_scans),
-                ("orders", sum(r.orders for r in recent)),
+            for metric, x, now in (
+                ("scans", h_scans, bucket.scans),
+                ("orders", sum(r.orders for r in recent), bucket.orders),
             ):
                 mon = self.series.get((region, channel, metric + "@1h"))
                 if mon is None:
                     mon = self.series[(region, channel, metric + "@1h")] = _SeriesMonitor(
                         self.params
                     )
-                score, band, flagged = mon.step(b, float(x))
+                score, band, flagged = mon.step(
+                    b, float(x), latest=(float(now), usual_now.get(metric))
+                )
                 if flagged and band is not None:
                     obs.append(self._kpi_obs(region, channel, metric, b, float(x), band, score, 60))
         verdict = self.region_hslr.update(

@@ -564,6 +564,13 @@ _TUNING_HELP = {
     "redemption rate is judged (days)",
     "hslr_dev_k": "high_scan_low_redemption: an hour's shortfall of the redemption ratio must "
     "exceed this many times its usual deviation at that hour (0: off)",
+    "hslr_ratio": "high_scan_low_redemption: a region x channel fires below this share of "
+    "the redemptions an hour's scans usually bring",
+    "hslr_recover_ratio": "high_scan_low_redemption: a region x channel resolves above this share",
+    "kpi_hour_max_p": "kpi_anomaly: Poisson tail of an hourly count at the least change from "
+    "usual below which the hour counts as changed",
+    "kpi_hour_sustain": "kpi_anomaly: hourly count buckets in a row outside the band (and "
+    "still changed in the latest 10 minutes) that alert whatever the score",
     "outlet_fast_min_expected": "high_scan_low_redemption: expected redemptions over an "
     "outlet's latest 1 to 6 buckets that let it fire without the sustained hour",
     "cross_min_codes_unsold": "cross_region_scan: foreign codes that alert for a batch with "

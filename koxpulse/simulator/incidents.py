@@ -109,7 +109,12 @@ def _outlets_by_weight(world: World, s: int) -> list[int]:
     return sorted(world.series_outlets[s], key=lambda o: (-world.outlets[o].weight, o))
 
 
-def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
+def _bend(full: float, strength: float) -> float:
+    """A traffic factor ``strength`` of the way from 1 (no change) to ``full``."""
+    return 1.0 + strength * (full - 1.0)
+
+
+def plan_incidents(world: World, clock: Clock, seed: int, strength: float = 1.0) -> IncidentPlan:
     plan = IncidentPlan()
     mods = plan.modifiers
     span = clock.end_ms - clock.start_ms
@@ -118,8 +123,9 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
     # -- kinds that need a usual level ------------------------------------------------
     s = series_of(REGION_INDEX["CN-ZJ"], OFFLINE)
     a, b = _slot(clock, base_earliest, 120 * MINUTE, 10.0)
-    mods.redemption_keep.append(Window(s, a, b, 0.08))
-    mods.scan_factor.append(Window(s, a, b, 1.15))
+    keep, more = round(_bend(0.08, strength), 2), round(_bend(1.15, strength), 3)
+    mods.redemption_keep.append(Window(s, a, b, keep))
+    mods.scan_factor.append(Window(s, a, b, more))
     plan.labels.append(
         Label(
             "high_scan_low_redemption",
@@ -129,16 +135,16 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
             "offline",
             a,
             b,
-            f"CN-ZJ/offline: scans run at ~115% of normal (bot scans) while redemptions fall "
-            f"to ~8% of normal for {(b - a) // MINUTE} min (reward claims failing at the "
-            f"terminals)",
+            f"CN-ZJ/offline: scans run at ~{more:.0%} of normal (bot scans) while redemptions "
+            f"fall to ~{keep:.0%} of normal for {(b - a) // MINUTE} min (reward claims failing "
+            f"at the terminals)",
         )
     )
 
     s = series_of(REGION_INDEX["CN-GD"], OFFLINE)
     top = _outlets_by_weight(world, s)[0]
     a, b = _slot(clock, base_earliest, 120 * MINUTE, 11.0)
-    mods.redemption_keep.append(Window(s, a, b, 0.08, outlet=top))
+    mods.redemption_keep.append(Window(s, a, b, keep, outlet=top))
     plan.labels.append(
         Label(
             "high_scan_low_redemption",
@@ -149,14 +155,15 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
             a,
             b,
             f"outlet {world.outlets[top].outlet_id} (CN-GD/offline, the region's busiest): "
-            f"scans normal, redemptions at ~8% of normal for {(b - a) // MINUTE} min "
+            f"scans normal, redemptions at ~{keep:.0%} of normal for {(b - a) // MINUTE} min "
             f"(the store's redemption terminal is down)",
         )
     )
 
     s = series_of(REGION_INDEX["CN-JS"], OFFLINE)
     a, b = _slot(clock, base_earliest, 45 * MINUTE, 14.0)
-    mods.scan_factor.append(Window(s, a, b, 4.0))
+    surge = round(_bend(4.0, strength), 3)
+    mods.scan_factor.append(Window(s, a, b, surge))
     plan.labels.append(
         Label(
             "kpi_anomaly",
@@ -166,14 +173,15 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
             "offline",
             a,
             b,
-            f"metric=scans direction=up: scans in CN-JS/offline at 4x their usual level for "
-            f"{(b - a) // MINUTE} min (flash promotion traffic)",
+            f"metric=scans direction=up: scans in CN-JS/offline at {surge:g}x their usual "
+            f"level for {(b - a) // MINUTE} min (flash promotion traffic)",
         )
     )
 
     s = series_of(REGION_INDEX["CN-SC"], ECOMMERCE)
     a, b = _slot(clock, base_earliest, 60 * MINUTE, 12.5)
-    mods.order_factor.append(Window(s, a, b, 0.02))
+    orders = round(_bend(0.02, strength), 2)
+    mods.order_factor.append(Window(s, a, b, orders))
     plan.labels.append(
         Label(
             "kpi_anomaly",
@@ -183,8 +191,8 @@ def plan_incidents(world: World, clock: Clock, seed: int) -> IncidentPlan:
             "ecommerce",
             a,
             b,
-            f"metric=orders direction=down: orders in CN-SC/ecommerce drop to ~2% of their "
-            f"usual level for {(b - a) // MINUTE} min (payment outage)",
+            f"metric=orders direction=down: orders in CN-SC/ecommerce drop to ~{orders:.0%} of "
+            f"their usual level for {(b - a) // MINUTE} min (payment outage)",
         )
     )
 

@@ -110,11 +110,15 @@ def simulate(
     incidents: bool = False,
     start: datetime = DEFAULT_START,
     experiments: Sequence[ExperimentSpec] = (),
+    strength: float = 1.0,
 ) -> SimulationSummary:
     """Write a reproducible event file plus its ground truth, labels and expectations.
 
     ``experiments`` set the treatment's true effect per campaign and region; the
-    design and the realised effects go to the expectations file."""
+    design and the realised effects go to the expectations file. ``strength`` (0 to 1]
+    scales how far the incidents that bend the usual level (高扫码低核销, kpi_anomaly)
+    move it: 1 is the default collapse and surge, 0.5 half of each change (redemptions
+    at about half, orders at about half, scans at 2.5x); fraud incidents keep their form."""
     # A run allocates millions of long-lived objects and no cycles: the cyclic collector
     # would rescan them over and over for nothing (it cost a third of the run time).
     gc_was_enabled = gc.isenabled()
@@ -127,6 +131,7 @@ def simulate(
             scale=scale,
             incidents=incidents,
             start=start,
+            strength=strength,
             experiments=tuple(experiments),
         )
     finally:
@@ -143,11 +148,14 @@ def _simulate(
     incidents: bool,
     start: datetime,
     experiments: tuple[ExperimentSpec, ...] = (),
+    strength: float = 1.0,
 ) -> SimulationSummary:
     if not (isinstance(hours, int | float) and math.isfinite(hours) and hours > 0):
         raise ValueError(f"hours must be a positive number, got {hours!r}")
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
+    if not (isinstance(strength, int | float) and 0 < strength <= 1):
+        raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError("start must be timezone-aware")
     paths = companion_paths(out)
@@ -157,7 +165,7 @@ def _simulate(
     clock = Clock(start_ms, end_ms)
     world = World(seed, scale)
     store = EventStore(seed)
-    plan = plan_incidents(world, clock, seed) if incidents else IncidentPlan()
+    plan = plan_incidents(world, clock, seed, strength) if incidents else IncidentPlan()
     effects = Effects.from_specs(experiments) if experiments else None
     supply = generate_background(world, store, clock, plan.modifiers, seed, effects)
     if incidents:
@@ -244,6 +252,7 @@ def _simulate(
         "hours": hours,
         "scale": scale,
         "incidents_enabled": incidents,
+        "incident_strength": strength,
     }
     write_json(paths.expected, expected)
     return SimulationSummary(

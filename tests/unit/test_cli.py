@@ -28,6 +28,11 @@ from tests.conftest import run_cli
         (("query", "SELECT 1", "--format", "xml"), {}, "invalid choice: 'xml'"),
         (("simulate", "--out", "x.csv", "--hours", "1"), {}, "must end in .jsonl"),
         (("simulate", "--out", "x.jsonl", "--hours", "-1"), {}, "--hours '-1': must be > 0"),
+        (
+            ("simulate", "--out", "x.jsonl", "--incidents", "--incident-strength", "2"),
+            {},
+            "--incident-strength '2': must be > 0 and <= 1",
+        ),
         (("run", "--input", "x"), {"KOXPULSE_BATCH_LINES": "zero"}, "KOXPULSE_BATCH_LINES"),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from koxpulse.detection import Detection
+from koxpulse.detection import Detection, DetectionParams
 from koxpulse.kpi import KpiOutput, KpiRow
 
 MIN = 60_000
@@ -28,20 +28,27 @@ def rows(
     outage: range | None,
     surge: range | None = None,
     unredeemed: range | None = None,
+    orders_at: tuple[range, float] | None = None,
+    redemptions_at: tuple[range, float] | None = None,
 ) -> list[KpiRow]:
     """Per-minute rows of one region x channel with a daily rhythm (Beijing daytime busy);
     no orders during ``outage``, four times the scans during ``surge``, no redemptions
-    during ``unredeemed``."""
+    during ``unredeemed``; orders or redemptions at a share of their usual rate during
+    ``orders_at`` or ``redemptions_at`` (minutes, share)."""
     rng = random.Random(seed)
     out: list[KpiRow] = []
     for m in range(minutes):
         hour = (m // 60) % 24
         busy = 1.0 if 8 <= hour < 22 else 0.25
         scans = _poisson(rng, 12 * busy * (4 if surge is not None and m in surge else 1))
-        reds = _poisson(rng, 5 * busy)
+        red_share = redemptions_at[1] if redemptions_at and m in redemptions_at[0] else 1.0
+        # a promotion's scans bring their redemptions (at minute grain, in the same minute)
+        red_share *= 4 if surge is not None and m in surge else 1
+        reds = _poisson(rng, 5 * busy * red_share)
         if unredeemed is not None and m in unredeemed:
             reds = 0
-        orders = 0 if outage is not None and m in outage else _poisson(rng, 6 * busy)
+        order_share = orders_at[1] if orders_at and m in orders_at[0] else 1.0
+        orders = 0 if outage is not None and m in outage else _poisson(rng, 6 * busy * order_share)
         buyers = orders
         repeat = sum(rng.random() < 0.4 for _ in range(buyers))
         out.append(
@@ -65,8 +72,10 @@ def rows(
     return out
 
 
-def replay(data: list[KpiRow], step: int = 10) -> dict[str, object]:
-    det = Detection()
+def replay(
+    data: list[KpiRow], step: int = 10, params: DetectionParams | None = None
+) -> dict[str, object]:
+    det = Detection(params)
     latest: dict[str, object] = {}
     for i in range(0, len(data), step):
         chunk = data[i : i + step]
@@ -157,3 +166,44 @@ def test_a_busy_series_with_a_peak_inside_an_hour_raises_nothing_from_its_first_
     # day, and an hour not seen on an earlier day is not judged at all
     for seed in range(3):
         assert replay(peak_rows(seed, 46 * 60, 100.0)) == {}, seed
+
+
+def test_orders_at_a_third_for_ninety_minutes_alert_from_the_sustained_hour() -> None:
+    # a moderate fall: each 10-minute bucket stays inside its (Poisson-wide) band and the
+    # novelty score absorbs the hourly sum as it slides down; the hour outside its band
+    # for two buckets, with the latest bucket still down, is the evidence
+    start = 36 * 60  # 12:00 Beijing on the second day
+    missed_without = 0
+    for seed in range(3):
+        data = rows(seed, 40 * 60, None, orders_at=(range(start, start + 90), 1 / 3))
+        alerts = list(replay(data).values())
+        assert [a.kind for a in alerts] == ["kpi_anomaly"], seed  # type: ignore[attr-defined]
+        a = alerts[0]
+        assert a.details["metric"] == "orders" and a.details["direction"] == "down"  # type: ignore[attr-defined]
+        assert a.details["window_minutes"] == 60  # type: ignore[attr-defined]
+        assert T0 + (start + 40) * MIN <= a.starts_at <= T0 + (start + 90) * MIN  # type: ignore[attr-defined]
+        missed_without += replay(data, params=DetectionParams(kpi_hour_sustain=0)) == {}
+    # without the sustained-hour rule the fall goes unreported in two of the three
+    assert missed_without == 2
+
+
+def test_an_orders_dip_that_is_over_does_not_echo_in_the_hourly_sum() -> None:
+    # 30 minutes at a third: the hourly sum stays low for most of an hour after the dip
+    # ends, but the latest bucket is back to usual, so nothing is reported
+    start = 36 * 60
+    for seed in range(3):
+        data = rows(seed, 40 * 60, None, orders_at=(range(start, start + 30), 1 / 3))
+        assert replay(data) == {}, seed
+
+
+def test_redemptions_at_half_for_two_hours_are_high_scan_low_redemption() -> None:
+    # scans as usual, half of the usual redemptions: short of what the scans usually bring
+    # by far more than chance or the key's own spread allow, though not a collapse
+    start = 36 * 60
+    for seed in range(3):
+        data = rows(seed, 40 * 60, None, redemptions_at=(range(start, start + 120), 0.5))
+        alerts = list(replay(data).values())
+        assert [a.kind for a in alerts] == ["high_scan_low_redemption"], seed  # type: ignore[attr-defined]
+        assert T0 + start * MIN < alerts[0].starts_at <= T0 + (start + 100) * MIN  # type: ignore[attr-defined]
+        # the detector's own 40 % (a collapse) would not report it
+        assert replay(data, params=DetectionParams(hslr_ratio=0.4)) == {}, seed

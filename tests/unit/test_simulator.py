@@ -253,6 +253,43 @@ def test_rejects_bad_arguments(tmp_path: Path) -> None:
         simulate(tmp_path / "a.jsonl", hours=1, seed=1, start=datetime(2026, 11, 16))
     assert DEFAULT_START.utcoffset() is not None
     assert DEFAULT_START.weekday() == 0
+    for strength in (0, -0.5, 1.5, math.nan):
+        with pytest.raises(ValueError, match="strength"):
+            simulate(tmp_path / "a.jsonl", hours=1, seed=1, incidents=True, strength=strength)
+
+
+def test_incident_strength_scales_the_level_incidents_and_their_labels_only() -> None:
+    start = datetime_to_ms(DEFAULT_START)
+    clock = Clock(start, start + 30 * 3_600_000)
+    full = plan_incidents(World(5, 0.05), clock, 5)
+    half = plan_incidents(World(5, 0.05), clock, 5, 0.5)
+    factors = lambda plan: {  # noqa: E731
+        name: [w.factor for w in getattr(plan.modifiers, name)]
+        for name in ("redemption_keep", "scan_factor", "order_factor")
+    }
+    assert factors(full) == {
+        "redemption_keep": [0.08, 0.08],
+        "scan_factor": [1.15, 4.0],
+        "order_factor": [0.02],
+    }
+    # half of each change: 1 - 0.5 x 0.92, 1 + 0.5 x 0.15, 1 + 0.5 x 3, 1 - 0.5 x 0.98
+    assert factors(half) == {
+        "redemption_keep": [0.54, 0.54],
+        "scan_factor": [1.075, 2.5],
+        "order_factor": [0.51],
+    }
+    texts = {(lb.kind, lb.entity_type): lb.description for lb in half.labels}
+    assert "redemptions fall to ~54% of normal" in texts[("high_scan_low_redemption", "region")]
+    assert "redemptions at ~54% of normal" in texts[("high_scan_low_redemption", "outlet")]
+    assert [lb.description for lb in full.labels if lb.kind == "kpi_anomaly"] == [
+        lb.description.replace("2.5x", "4x").replace("~51%", "~2%")
+        for lb in half.labels
+        if lb.kind == "kpi_anomaly"
+    ]
+    # same windows, same entities: only the size of the change differs
+    assert [(lb.kind, lb.entity_id, lb.start, lb.end) for lb in full.labels] == [
+        (lb.kind, lb.entity_id, lb.start, lb.end) for lb in half.labels
+    ]
 
 
 # -- invalid lines -------------------------------------------------------------------------------
