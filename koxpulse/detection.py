@@ -162,8 +162,6 @@ class _Band:
 class _SeriesMonitor:
     """One KPI series of one region × channel: detector score, band, direction."""
 
-    hour_streak = 0  # (for state pickled before it existed)
-
     def __init__(self, params: DetectionParams) -> None:
         self.params = params
         # The NAB defaults, re-timed for 10-minute buckets: an hour-of-day profile (24 slots,
@@ -181,7 +179,6 @@ class _SeriesMonitor:
         self.band = _Band()
         self.seen = 0
         self.streak = 0  # buckets in a row outside the band
-        self.hour_streak = 0  # (hourly counts) buckets in a row changed beyond doubt
 
     def step(
         self,
@@ -227,17 +224,17 @@ class _SeriesMonitor:
         )
         # An hourly count (``latest`` given) that slides away as a moderate change builds up
         # is absorbed by the novelty score before it scores, and its onset widens the band.
-        # It alerts once it has been outside the band and changed beyond Poisson doubt even
-        # at kpi_min_change from usual (the early look's question) for kpi_hour_sustain
-        # buckets in a row, while the latest 10-minute bucket still shows the change (so the
-        # hour does not echo an incident that is over). An hour changed beyond doubt does not
-        # widen the band: the onset of a change is no evidence of the series' usual spread.
+        # It alerts once it has been outside the band and kpi_min_change from usual for
+        # kpi_hour_sustain buckets in a row, the latest of them changed beyond Poisson doubt
+        # even at kpi_min_change from usual (the early look's question), while the latest
+        # 10-minute bucket still shows the change (so the hour does not echo an incident
+        # that is over). An hour changed beyond doubt does not widen the band: the onset of
+        # a change is no evidence of the series' usual spread.
         change = 0
         if latest is not None and band is not None:
             change = self._hour_change(slot, x)
             beyond = x < band[0] if change < 0 else x > band[1] if change > 0 else False
-            self.hour_streak = self.hour_streak + 1 if beyond else 0
-            if beyond and self.hour_streak >= p.kpi_hour_sustain:
+            if beyond and unusual and self.streak >= p.kpi_hour_sustain > 0:
                 value, usual = latest
                 if usual is not None and usual > 0:
                     m = p.kpi_min_change
