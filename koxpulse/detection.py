@@ -226,21 +226,21 @@ class _SeriesMonitor:
         # is absorbed by the novelty score before it scores, and its onset widens the band.
         # It alerts once it has been outside the band and kpi_min_change from usual for
         # kpi_hour_sustain buckets in a row, the latest of them changed beyond Poisson doubt
-        # even at kpi_min_change from usual (the early look's question), while the latest
-        # 10-minute bucket still shows the change (so the hour does not echo an incident
-        # that is over). An hour changed beyond doubt does not widen the band: the onset of
-        # a change is no evidence of the series' usual spread.
+        # even at kpi_min_change from usual (the early look's question). An hour changed
+        # beyond doubt does not widen the band: the onset of a change is no evidence of the
+        # series' usual spread. Whatever flags an hour, the latest 10-minute bucket must
+        # still show the change: an hour does not echo an incident that is already over.
         change = 0
         if latest is not None and band is not None:
             change = self._hour_change(slot, x)
             beyond = x < band[0] if change < 0 else x > band[1] if change > 0 else False
             if beyond and unusual and self.streak >= p.kpi_hour_sustain > 0:
-                value, usual = latest
-                if usual is not None and usual > 0:
-                    m = p.kpi_min_change
-                    flagged = flagged or (
-                        value <= (1 - m) * usual if change < 0 else value >= (1 + m) * usual
-                    )
+                flagged = True
+            value, usual = latest
+            if flagged and usual is not None and usual > 0:
+                m = p.kpi_min_change
+                fell = x < (band[0] + band[1]) / 2
+                flagged = value <= (1 - m) * usual if fell else value >= (1 + m) * usual
         if whole and not flagged and self.early(t, int(x), BUCKET_MS // 60_000, prev) is not None:
             flagged = True
         if not flagged:  # thresholding never learns from the points it flags

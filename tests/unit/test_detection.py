@@ -207,3 +207,21 @@ def test_redemptions_at_half_for_two_hours_are_high_scan_low_redemption() -> Non
         assert T0 + start * MIN < alerts[0].starts_at <= T0 + (start + 100) * MIN  # type: ignore[attr-defined]
         # the detector's own 40 % (a collapse) would not report it
         assert replay(data, params=DetectionParams(hslr_ratio=0.4)) == {}, seed
+
+
+def test_an_hour_is_flagged_only_while_its_latest_bucket_still_shows_the_change() -> None:
+    # an hourly count long above usual (the old sustained rule would keep flagging it) is
+    # no longer evidence once its latest 10-minute bucket is back to usual: the surge is
+    # over and the hour merely remembers it
+    from koxpulse.detection import _SeriesMonitor
+
+    rng = random.Random(4)
+    mon = _SeriesMonitor(DetectionParams())
+    b = 0
+    for b in range(2 * 144):
+        mon.step(T0 + b * 10 * MIN, 700.0 + rng.gauss(0, 20), latest=(120.0, 120.0))
+    t = T0 + (b + 1) * 10 * MIN
+    flags = [mon.step(t + k * 10 * MIN, 1500.0, latest=(480.0, 120.0))[2] for k in range(3)]
+    assert flags[-1], flags  # surging: flagged (by the score, then the sustained hour)
+    after = mon.step(t + 3 * 10 * MIN, 1500.0, latest=(125.0, 120.0))
+    assert after[2] is False
