@@ -190,6 +190,7 @@ class _SeriesMonitor:
         latest: tuple[float, float | None] | None = None,
         prev: float | None = None,
         whole: bool = False,
+        lift: float = 1.0,
     ) -> tuple[float, tuple[float, float] | None, bool]:
         """Score and judge one bucket; learn from it unless it is flagged.
 
@@ -197,7 +198,10 @@ class _SeriesMonitor:
         level, for the sustained-hour rule (``kpi_hour_sustain``). ``whole`` asks a
         10-minute count the early look's question too, over the whole bucket (``prev``: the
         bucket before): a bucket the early look reported is not learnt as usual, and an
-        outage stays in evidence after the novelty score has absorbed it."""
+        outage stays in evidence after the novelty score has absorbed it. ``lift`` is how far
+        every other key's hourly count is from its usual level together: a weekend or a
+        holiday lifts them all, which the hour-of-day profile cannot know in its first
+        week, so the sustained hour asks for its change beyond that common lift."""
         when = ms_to_datetime(t)
         slot = (t // 3_600_000) % 24
         score = self.model.score_one(x, when)
@@ -232,7 +236,7 @@ class _SeriesMonitor:
         # still show the change: an hour does not echo an incident that is already over.
         change = 0
         if latest is not None and band is not None:
-            change = self._hour_change(slot, x)
+            change = self._hour_change(slot, x, lift)
             beyond = x < band[0] if change < 0 else x > band[1] if change > 0 else False
             if beyond and unusual and self.streak >= p.kpi_hour_sustain > 0:
                 flagged = True
@@ -250,7 +254,7 @@ class _SeriesMonitor:
             self.band.update(slot, x, outside=outside, spread=change == 0)
         return score, band, flagged
 
-    def _hour_change(self, slot: int, x: float) -> int:
+    def _hour_change(self, slot: int, x: float, lift: float = 1.0) -> int:
         """-1 (or +1) when an hourly count is at least ``kpi_min_change`` below (above) its
         usual level for the hour, beyond Poisson doubt even at that distance (tail below
         ``kpi_hour_max_p``); 0 otherwise, or while the series is not armed."""
@@ -265,9 +269,11 @@ class _SeriesMonitor:
         ):
             return 0
         change = p.kpi_min_change
-        if x <= (1 - change) * c and poisson_cdf(int(x), (1 - change) * c) < p.kpi_hour_max_p:
+        lo = (1 - change) * c * min(1.0, lift)  # a fall beyond the others' common fall
+        if x <= lo and poisson_cdf(int(x), lo) < p.kpi_hour_max_p:
             return -1
-        if x >= (1 + change) * c and poisson_sf(int(x), (1 + change) * c) < p.kpi_hour_max_p:
+        hi = (1 + change) * c * max(1.0, lift)  # a rise beyond the others' common rise
+        if x >= hi and poisson_sf(int(x), hi) < p.kpi_hour_max_p:
             return 1
         return 0
 
@@ -378,6 +384,8 @@ class Detection:
         self.outlet_buckets: dict[int, dict[tuple[str, str, str], list[int]]] = {}
         self.outlets: dict[tuple[str, str, str], int] = {}  # outlet key -> last bucket seen
         self.next_bucket: int | None = None
+        # per metric and key, the hour's count and usual level of the bucket being judged
+        self.hour_totals: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}
         # accepted events not judged yet, until the watermark passes them (see process):
         # one sorted run per batch, in a heap by (first event time, arrival number)
         self.pending: list[tuple[int, int, Run]] = []
@@ -531,7 +539,9 @@ class Detection:
         b = self.next_bucket
         while b + BUCKET_MS <= closed_through:
             per_key = self.buckets.pop(b, {})
-            for key in sorted(k for k, since in self.keys.items() if since <= b):
+            keys = sorted(k for k, since in self.keys.items() if since <= b)
+            self.hour_totals = self._hour_totals(keys, b, per_key)
+            for key in keys:
                 obs.extend(self._judge_key(key, b, per_key.get(key) or _Bucket()))
             outlets = self.outlet_buckets.pop(b, {})
             for okey in sorted(outlets):
@@ -559,6 +569,39 @@ class Detection:
         for old in [k for k in self.outlet_buckets if k < b]:
             del self.outlet_buckets[old]
         return obs
+
+    def _hour_totals(
+        self, keys: list[tuple[str, str]], b: int, per_key: dict[tuple[str, str], _Bucket]
+    ) -> dict[str, dict[tuple[str, str], tuple[float, float]]]:
+        """Per hourly count metric and key: the hour's count up to bucket ``b`` and its usual
+        level, for every key whose hour is complete and has a usual level; the sustained
+        hour judges a key against the lift of all the others (see ``_SeriesMonitor.step``)."""
+        slot = (b // 3_600_000) % 24
+        out: dict[str, dict[tuple[str, str], tuple[float, float]]] = {"scans": {}, "orders": {}}
+        for key in keys:
+            recent = self.recent.get(key)
+            if recent is None or len(recent) < HOUR_BUCKETS - 1:
+                continue
+            earlier = list(recent)[-(HOUR_BUCKETS - 1) :]
+            now = per_key.get(key)
+            for metric in ("scans", "orders"):
+                mon = self.series.get((key[0], key[1], metric + "@1h"))
+                c = mon.band.centre[slot] if mon is not None else None
+                if c is None or c <= 0:
+                    continue
+                x = sum(getattr(r, metric) for r in earlier) + (getattr(now, metric) if now else 0)
+                out[metric][key] = (float(x), c)
+        return out
+
+    def _lift(self, metric: str, key: tuple[str, str]) -> float:
+        """How far the other keys' hourly counts of ``metric`` are from their usual levels
+        together (1: as usual), leaving ``key`` out so its own change does not hide it."""
+        totals = getattr(self, "hour_totals", {}).get(metric, {})
+        x_all = sum(x for x, _ in totals.values())
+        c_all = sum(c for _, c in totals.values())
+        x_k, c_k = totals.get(key, (0.0, 0.0))
+        others = c_all - c_k
+        return (x_all - x_k) / others if others > 0 else 1.0
 
     def _judge_key(self, key: tuple[str, str], b: int, bucket: _Bucket) -> list[Observation]:
         region, channel = key
@@ -634,7 +677,10 @@ class Detection:
                         self.params
                     )
                 score, band, flagged = mon.step(
-                    b, float(x), latest=(float(now), usual_now.get(metric))
+                    b,
+                    float(x),
+                    latest=(float(now), usual_now.get(metric)),
+                    lift=self._lift(metric, key),
                 )
                 if flagged and band is not None:
                     obs.append(self._kpi_obs(region, channel, metric, b, float(x), band, score, 60))

@@ -225,3 +225,27 @@ def test_an_hour_is_flagged_only_while_its_latest_bucket_still_shows_the_change(
     assert flags[-1], flags  # surging: flagged (by the score, then the sustained hour)
     after = mon.step(t + 3 * 10 * MIN, 1500.0, latest=(125.0, 120.0))
     assert after[2] is False
+
+
+def test_the_sustained_hour_asks_for_a_change_beyond_the_other_keys_common_lift() -> None:
+    # a weekend lifts every region and channel at once, which an hour-of-day profile cannot
+    # know in its first week: a key is judged against the lift of all the others
+    from koxpulse.detection import _SeriesMonitor
+
+    rng = random.Random(5)
+    mon = _SeriesMonitor(DetectionParams())
+    for b in range(2 * 144):
+        mon.step(T0 + b * 10 * MIN, 700.0 + rng.gauss(0, 20), latest=(120.0, 120.0))
+    slot = ((T0 + 288 * 10 * MIN) // 3_600_000) % 24
+    assert mon._hour_change(slot, 1200.0) == 1  # 1.7x its usual level: changed
+    assert mon._hour_change(slot, 1200.0, lift=1.6) == 0  # everything is up 1.6x
+    assert mon._hour_change(slot, 1900.0, lift=1.6) == 1  # beyond 1.5 x 1.6
+    assert mon._hour_change(slot, 200.0, lift=1.6) == -1  # a fall is judged as before
+    assert mon._hour_change(slot, 200.0, lift=0.5) == 0  # unless everything fell too
+
+    det = Detection()
+    det.hour_totals = {"scans": {("A", "x"): (1600.0, 1000.0), ("B", "x"): (300.0, 100.0)}}
+    # leave one out: A is judged against B's 3x, B against A's 1.6x
+    assert det._lift("scans", ("A", "x")) == 3.0
+    assert det._lift("scans", ("B", "x")) == 1.6
+    assert det._lift("orders", ("A", "x")) == 1.0  # nothing known: no lift
