@@ -117,7 +117,8 @@ class _Band:
     min_seen: int = HOUR_BUCKETS
 
     def update(self, slot: int, x: float, *, outside: bool = False, spread: bool = True) -> None:
-        """Learn one bucket; ``spread=False`` moves the centre only (by the clipped step)."""
+        """Learn one bucket; ``spread=False`` moves the centre only (by the clipped step) and
+        leaves the spread's sum as it is."""
         self.seen[slot] += 1
         c = self.centre[slot]
         if c is None:
@@ -129,11 +130,9 @@ class _Band:
         step = max(-limit, min(limit, dev)) if limit > 0 else dev
         a = self.alpha
         self.centre[slot] = c + a * step
-        raw = self.spread[slot]
         if spread:
+            raw = self.spread[slot]
             self.spread[slot] = raw + a * ((abs(step) if outside else abs(dev)) - raw)
-        elif s > 0:  # keep the corrected spread as it was, though one more bucket was seen
-            self.spread[slot] = s * (1.0 - (1.0 - a) ** (self.seen[slot] - 1))
 
     def _spread(self, slot: int) -> float:
         n = self.seen[slot] - 1  # deviations gathered (the first value sets the centre)
@@ -596,7 +595,7 @@ class Detection:
     def _lift(self, metric: str, key: tuple[str, str]) -> float:
         """How far the other keys' hourly counts of ``metric`` are from their usual levels
         together (1: as usual), leaving ``key`` out so its own change does not hide it."""
-        totals = getattr(self, "hour_totals", {}).get(metric, {})
+        totals = self.hour_totals.get(metric, {})
         x_all = sum(x for x, _ in totals.values())
         c_all = sum(c for _, c in totals.values())
         x_k, c_k = totals.get(key, (0.0, 0.0))
